@@ -1,0 +1,89 @@
+"""``woflo`` on the command line: ``woflo plugins [--json] [--hook NAME]``, ``woflo --version``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+JSON_SCHEMA_VERSION = 1
+
+
+def _plugin_rows(hook: str | None) -> list[dict[str, Any]]:
+    from woflo._plugins import get_plugin_system
+
+    system = get_plugin_system()
+    rows = []
+    for info in system.infos.values():
+        if hook is not None and hook not in info.hooks:
+            continue
+        rows.append(
+            asdict(info)
+            | {
+                "hooks": list(info.hooks),
+                "runners": list(info.runners),
+                "options": list(info.options),
+            }
+        )
+    return sorted(rows, key=lambda row: (not row["builtin"], row["name"]))
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no plugins loaded")
+        return
+    for row in rows:
+        origin = "built-in" if row["builtin"] else "third-party"
+        dist = (
+            f"{row['distribution']} {row['version']}"
+            if row["distribution"]
+            else "(no distribution)"
+        )
+        print(f"{row['name']}  [{origin}]  {dist}  ({row['module']})")
+        for label in ("runners", "options", "hooks"):
+            if row[label]:
+                print(f"    {label}: {', '.join(row[label])}")
+
+
+def _version_text() -> str:
+    from woflo import __version__
+    from woflo._plugins import get_plugin_system
+
+    third = [i for i in get_plugin_system().infos.values() if not i.builtin]
+    extra = "".join(f"\n  {i.name}: {i.distribution} {i.version}" for i in third)
+    return f"woflo {__version__}" + (f"\nthird-party plugins:{extra}" if third else "")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``woflo`` command; returns the exit status."""
+    from woflo._plugins import _hook_names
+    from woflo.errors import PluginError
+
+    parser = argparse.ArgumentParser(prog="woflo", description="woflo task orchestration")
+    parser.add_argument("--version", action="store_true", help="print versions and exit")
+    commands = parser.add_subparsers(dest="command")
+    plugins = commands.add_parser("plugins", help="list the plugins loaded and what they add")
+    plugins.add_argument("--json", action="store_true", help="print JSON (a stable format)")
+    plugins.add_argument("--hook", metavar="NAME", help="only plugins implementing this hook")
+    args = parser.parse_args(argv)
+    try:
+        if args.version:
+            print(_version_text())
+            return 0
+        if args.command != "plugins":
+            parser.print_help()
+            return 2
+        if args.hook is not None and args.hook not in _hook_names():
+            parser.error(f"unknown hook {args.hook!r}; hooks: {', '.join(_hook_names())}")
+        rows = _plugin_rows(args.hook)
+    except PluginError as exc:
+        print(f"woflo: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"version": JSON_SCHEMA_VERSION, "plugins": rows}, indent=2))
+    else:
+        _print_table(rows)
+    return 0

@@ -1,0 +1,403 @@
+"""The plugin manager: discovery through entry points, the registry, and the hook facade.
+
+Nothing here runs at ``import woflo``. The first task decoration (or ``woflo.runners`` lookup,
+or ``woflo plugins``) builds one :class:`PluginSystem`: a ``pluggy.PluginManager("woflo")`` with
+the specs of :mod:`woflo.hookspecs`, every plugin of the ``woflo`` entry-point group (woflo's own
+built-ins come through that same group) except those named in ``WOFLO_DISABLE_PLUGINS``, and what
+they contribute: runners, task options, the default runner.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from woflo import hookspecs
+from woflo._types import Outcome, TaskCall, TaskOption
+from woflo.errors import PluginError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from woflo._run import BaseTaskRun
+
+ENTRY_POINT_GROUP = "woflo"
+DISABLE_ENV = "WOFLO_DISABLE_PLUGINS"
+CORE_PLUGIN_NAME = "woflo.core"
+
+hookimpl = pluggy.HookimplMarker("woflo")
+
+# Hooks whose implementations are called one by one, each isolated from the others' failures.
+_NOTIFICATIONS = (
+    "woflo_run_created",
+    "woflo_attempt_started",
+    "woflo_attempt_finished",
+    "woflo_retry_scheduled",
+    "woflo_run_finished",
+)
+
+
+class _CorePlugin:
+    """woflo's own implementation of the innermost execution."""
+
+    @hookimpl(trylast=True)
+    def woflo_execute_attempt(self, call: TaskCall) -> Outcome:
+        return call.invoke()
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """What ``woflo plugins`` shows of one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    entry_point: str | None = None
+    hooks: tuple[str, ...] = ()
+    runners: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class PluginSystem:
+    """A loaded plugin manager and everything its plugins contributed."""
+
+    pm: pluggy.PluginManager
+    infos: dict[str, PluginInfo] = field(default_factory=dict)
+    runners: dict[str, type[BaseTaskRun[Any]]] = field(default_factory=dict)
+    options: dict[str, TaskOption] = field(default_factory=dict)
+    hooks: Hooks = field(init=False)
+    _runner_owner: dict[str, str] = field(default_factory=dict)
+    _option_owner: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hooks = Hooks(self.pm)
+
+    # ---- building -----------------------------------------------------------------------
+
+    @classmethod
+    def empty(cls) -> PluginSystem:
+        """A plugin system with only woflo's core registered (tests build on this)."""
+        pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        pm.add_hookspecs(hookspecs)
+        pm.register(_CorePlugin(), name=CORE_PLUGIN_NAME)
+        return cls(pm)
+
+    @classmethod
+    def from_entry_points(cls, disabled: Iterable[str] | None = None) -> PluginSystem:
+        """Load every plugin of the ``woflo`` entry-point group, minus the disabled ones."""
+        from importlib.metadata import entry_points
+
+        if disabled is None:
+            disabled = _disabled_from_env()
+        blocked = set(disabled)
+        system = cls.empty()
+        seen: dict[str, EntryPoint] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in seen:
+                if seen[ep.name].value != ep.value:
+                    raise PluginError(
+                        f"two woflo plugins are named {ep.name!r}: {seen[ep.name].value!r} from "
+                        f"{_dist_label(seen[ep.name])} and {ep.value!r} from {_dist_label(ep)}; "
+                        "uninstall one of the distributions"
+                    )
+                continue
+            seen[ep.name] = ep
+            if ep.name in blocked:
+                system.pm.set_blocked(ep.name)
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"woflo plugin {ep.name!r} (entry point {ep.value!r} from "
+                    f"{_dist_label(ep)}) failed to import: {type(exc).__name__}: {exc}. "
+                    f"{_how_to_disable(ep.name)}"
+                ) from exc
+            dist = ep.dist
+            system.add(
+                plugin,
+                name=ep.name,
+                distribution=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+                entry_point=ep.value,
+            )
+        system.check()
+        return system
+
+    def add(
+        self,
+        plugin: object,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+        entry_point: str | None = None,
+    ) -> str:
+        """Register one plugin and collect what it contributes; return its name."""
+        origin = _origin(name, entry_point, distribution)
+        try:
+            registered = self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(
+                f"{origin} is not a valid woflo plugin: {exc}. {_how_to_disable(name)}"
+            ) from exc
+        if registered is None:  # blocked
+            return name or ""
+        plugin_name = self.pm.get_name(plugin) or registered
+        for impl in self._impls_of(plugin):
+            if (impl.hookwrapper or impl.wrapper) and impl.function.__name__ in _NOTIFICATIONS:
+                self.pm.unregister(plugin)
+                raise PluginError(
+                    f"{origin}: {impl.function.__name__} is a lifecycle notification and "
+                    f"cannot be a wrapper. {_how_to_disable(name)}"
+                )
+        runners = self._collect_runners(plugin, plugin_name, origin, distribution)
+        options = self._collect_options(plugin, plugin_name, origin, distribution)
+        self.infos[plugin_name] = PluginInfo(
+            name=plugin_name,
+            module=getattr(plugin, "__name__", type(plugin).__module__),
+            distribution=distribution,
+            version=version,
+            builtin=distribution == "woflo",
+            entry_point=entry_point,
+            hooks=tuple(sorted(impl.function.__name__ for impl in self._impls_of(plugin))),
+            runners=runners,
+            options=options,
+        )
+        return plugin_name
+
+    def check(self) -> None:
+        """Fail on hook implementations that match no specification (a misspelt hook)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            info = self.infos.get(self.pm.get_name(exc.plugin) or "")
+            origin = _origin(
+                info.name if info else None,
+                info.entry_point if info else None,
+                info.distribution if info else None,
+            )
+            raise PluginError(
+                f"{origin} implements a hook woflo does not have: {exc}. Known hooks: "
+                f"{', '.join(_hook_names())}. {_how_to_disable(info.name if info else None)}"
+            ) from exc
+
+    def derive(self, plugins: Sequence[object], owner: str) -> PluginSystem:
+        """A copy of this system with ``plugins`` added (``@task(plugins=[...])``)."""
+        child = PluginSystem.empty()
+        for name, plugin in self.pm.list_name_plugin():
+            if name == CORE_PLUGIN_NAME or plugin is None:
+                continue
+            info = self.infos.get(name)
+            child.pm.register(plugin, name=name)
+            if info is not None:
+                child.infos[name] = info
+        child.runners = dict(self.runners)
+        child.options = dict(self.options)
+        child._runner_owner = dict(self._runner_owner)
+        child._option_owner = dict(self._option_owner)
+        for i, plugin in enumerate(plugins):
+            child.add(plugin, name=f"{owner}[plugins][{i}]")
+        child.check()
+        return child
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def default_runner(self) -> str | None:
+        """The registered name of the runner tasks use unless told otherwise."""
+        return self.pm.hook.woflo_default_runner()  # type: ignore[no-any-return]
+
+    def hook_names(self) -> list[str]:
+        """Every hook name of the specification."""
+        return _hook_names()
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _impls_of(self, plugin: object) -> list[Any]:
+        return [
+            impl
+            for caller in self.pm.get_hookcallers(plugin) or []
+            for impl in caller.get_hookimpls()
+            if impl.plugin is plugin
+        ]
+
+    def _collect_runners(
+        self, plugin: object, name: str, origin: str, dist: str | None
+    ) -> tuple[str, ...]:
+        from woflo._run import BaseTaskRun
+
+        names = []
+        for impl in self.pm.hook.woflo_add_runners.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            for cls in impl.function() or ():
+                if not (isinstance(cls, type) and issubclass(cls, BaseTaskRun)) or not cls.name:
+                    self.pm.unregister(plugin)
+                    raise PluginError(
+                        f"{origin}: woflo_add_runners returned {cls!r}; expected subclasses of "
+                        f"woflo.BaseTaskRun with a non-empty `name`. {_how_to_disable(name)}"
+                    )
+                for existing_name, existing in self.runners.items():
+                    if existing_name == cls.name or existing.__name__ == cls.__name__:
+                        other = self._runner_owner[existing_name]
+                        self.pm.unregister(plugin)
+                        raise PluginError(
+                            f"runner {cls.name!r} ({cls.__module__}.{cls.__qualname__}) from "
+                            f"{origin} clashes with runner {existing_name!r} "
+                            f"({existing.__module__}.{existing.__qualname__}) from {other}; "
+                            f"{_how_to_disable(name)}"
+                        )
+                self.runners[cls.name] = cls
+                self._runner_owner[cls.name] = origin
+                names.append(cls.name)
+        return tuple(names)
+
+    def _collect_options(
+        self, plugin: object, name: str, origin: str, dist: str | None
+    ) -> tuple[str, ...]:
+        from woflo._task import CORE_OPTIONS
+
+        names = []
+        for impl in self.pm.hook.woflo_add_options.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            for option in impl.function() or ():
+                if not isinstance(option, TaskOption):
+                    self.pm.unregister(plugin)
+                    raise PluginError(
+                        f"{origin}: woflo_add_options returned {option!r}; expected "
+                        f"woflo.TaskOption instances. {_how_to_disable(name)}"
+                    )
+                if option.name in CORE_OPTIONS or option.name in self.options:
+                    other = self._option_owner.get(option.name, "woflo's core")
+                    self.pm.unregister(plugin)
+                    raise PluginError(
+                        f"task option {option.name!r} from {origin} is already declared by "
+                        f"{other}. {_how_to_disable(name)}"
+                    )
+                self.options[option.name] = option
+                self._option_owner[option.name] = origin
+                names.append(option.name)
+        return tuple(names)
+
+
+class Hooks:
+    """Typed calls of the hooks, so the core reads like plain Python.
+
+    Lifecycle notifications call each implementation on its own and report failures on the run;
+    decisions go through pluggy's ``firstresult`` call.
+    """
+
+    __slots__ = ("_relay",)
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._relay = pm.hook
+
+    def run_created(self, run: BaseTaskRun[Any]) -> None:
+        self._notify(run, self._relay.woflo_run_created, {"run": run})
+
+    def attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
+        self._notify(run, self._relay.woflo_attempt_started, {"run": run, "attempt": attempt})
+
+    def attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
+        args = {"run": run, "attempt": attempt, "outcome": outcome}
+        self._notify(run, self._relay.woflo_attempt_finished, args)
+
+    def retry_scheduled(
+        self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
+    ) -> None:
+        args = {"run": run, "attempt": attempt, "outcome": outcome, "delay": delay}
+        self._notify(run, self._relay.woflo_retry_scheduled, args)
+
+    def run_finished(self, run: BaseTaskRun[Any]) -> None:
+        self._notify(run, self._relay.woflo_run_finished, {"run": run})
+
+    def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
+        """Seconds until the next attempt, or ``None`` for no retry."""
+        try:
+            delay = self._relay.woflo_retry_delay(run=run, attempt=attempt, outcome=outcome)
+        except Exception as exc:
+            run._report_hook_error("woflo_retry_delay", exc)
+            return None
+        if delay is None or delay is False:
+            return None
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            run._report_hook_error(
+                "woflo_retry_delay",
+                PluginError(f"woflo_retry_delay returned {delay!r}; expected seconds >= 0"),
+            )
+            return None
+        return float(delay)
+
+    def execute_attempt(self, call: TaskCall) -> Outcome:
+        """Execute ``call`` through the execution wrappers; always returns an outcome."""
+        return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                run._report_hook_error(f"{caller.name} of plugin {impl.plugin_name!r}", exc)
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in vars(hookspecs) if name.startswith("woflo_"))
+
+
+def _disabled_from_env() -> set[str]:
+    return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def _dist_label(ep: EntryPoint) -> str:
+    dist = ep.dist
+    return (
+        f"distribution {dist.metadata['Name']} {dist.version}"
+        if dist
+        else "an unknown distribution"
+    )
+
+
+def _origin(name: str | None, entry_point: str | None, distribution: str | None) -> str:
+    if entry_point is None:
+        return f"plugin {name!r}" if name else "plugin"
+    return f"plugin {name!r} (entry point {entry_point!r} from distribution {distribution})"
+
+
+def _how_to_disable(name: str | None) -> str:
+    if not name or "[plugins]" in name:
+        return "Fix or remove the plugin."
+    return f"To run without it, set {DISABLE_ENV}={name} (or uninstall its distribution)."
+
+
+# ---- the process-wide plugin system -----------------------------------------------------
+
+_system: PluginSystem | None = None
+_system_lock = threading.Lock()
+
+
+def get_plugin_system() -> PluginSystem:
+    """The process-wide plugin system, loaded from entry points on first use."""
+    global _system
+    if _system is None:
+        with _system_lock:
+            if _system is None:
+                _system = PluginSystem.from_entry_points()
+    return _system
+
+
+def set_plugin_system(system: PluginSystem | None) -> PluginSystem | None:
+    """Replace the process-wide plugin system (``None``: reload on next use); return the old."""
+    global _system
+    with _system_lock:
+        previous, _system = _system, system
+    return previous

@@ -1,0 +1,214 @@
+"""The ``@task`` decorator and the :class:`Task` it returns."""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from woflo._plugins import PluginSystem, get_plugin_system
+
+if TYPE_CHECKING:
+    from woflo._run import BaseTaskRun
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CORE_OPTIONS = ("runner", "name", "plugins")
+"""The options woflo's core owns; every other option is declared by a plugin."""
+
+
+class Task(Generic[P, R]):
+    """A function decorated with ``@task``: calling it starts a run and returns its handle.
+
+    It keeps the function's name, docstring and signature; ``.fn`` is the plain function.
+    """
+
+    fn: Callable[P, R]
+    name: str
+    runner: type[BaseTaskRun[R]]
+    options: Mapping[str, Any]
+    plugins: tuple[object, ...]
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        runner: type[BaseTaskRun[Any]] | str | None = None,
+        name: str | None = None,
+        plugins: Sequence[object] = (),
+        **options: Any,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task decorates a function (or other callable), not {fn!r}")
+        if isinstance(fn, Task):
+            raise TypeError(f"{fn!r} is already a task; use .with_options() to change it")
+        self.fn = fn
+        self.name = _check_name(name, fn)
+        if isinstance(plugins, str | bytes) or not isinstance(plugins, Sequence):
+            raise TypeError(f"plugins= takes a list of plugin objects or modules, not {plugins!r}")
+        self.plugins = tuple(plugins)
+        system = get_plugin_system()
+        if self.plugins:
+            system = system.derive(self.plugins, owner=f"task {self.name!r}")
+        self._plugins: PluginSystem = system
+        self.runner = _resolve_runner(runner, system, self.name)
+        self._runner_arg = runner
+        self.options = types.MappingProxyType(
+            _check_options(options, system, f"task {self.name!r}")
+        )
+        self._given = dict(options)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> BaseTaskRun[R]:
+        """Start a run of the task with these arguments and return it."""
+        run = self.runner(self, args, kwargs)
+        run._prepare()
+        run._launch()
+        return run
+
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        """A new task with the same function and these options changed (validated again)."""
+        current: dict[str, Any] = {
+            "runner": self._runner_arg,
+            "name": self.name,
+            "plugins": self.plugins,
+            **self._given,
+        }
+        return Task(self.fn, **{**current, **changes})
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        """Bind like a function, so a task defined in a class body works as a method."""
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} runner={self.runner.name!r}>"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            import sys
+
+            target: Any = sys.modules.get(module)
+            for part in qualname.split("."):
+                target = getattr(target, part, None)
+            if target is self:  # importable where it runs: pickle by reference
+                return (_lookup, (module, qualname))
+        return (_rebuild, (self.fn, self._runner_arg, self.name, self.plugins, self._given))
+
+
+def _lookup(module: str, qualname: str) -> Task[..., Any]:
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
+
+
+def _rebuild(
+    fn: Callable[..., Any],
+    runner: Any,
+    name: str,
+    plugins: tuple[object, ...],
+    given: dict[str, Any],
+) -> Task[..., Any]:
+    return Task(fn, runner=runner, name=name, plugins=plugins, **given)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def task(
+    *,
+    runner: type[BaseTaskRun[Any]] | str | None = None,
+    name: str | None = None,
+    plugins: Sequence[object] = (),
+    **options: Any,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+def task(fn: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Make a function a task: calling it starts a run and returns a :class:`BaseTaskRun`.
+
+    Use bare (``@task``) or with options (``@task(retries=2, retry_sleep_time=5)``). The core
+    owns ``runner`` (a runner class or registered name; default: the default runner), ``name``
+    (for logs; default: the function's qualified name) and ``plugins`` (plugins for this task's
+    runs only); plugins declare the others. Options are checked here, at decoration time.
+    """
+    if fn is not None:
+        return Task(fn, **options)
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return Task(fn, **options)
+
+    # check the options now, so a bad one fails at the decorator line even before it is applied
+    _check_options(
+        {k: v for k, v in options.items() if k not in CORE_OPTIONS},
+        get_plugin_system(),
+        "@task(...)",
+    )
+    return decorate
+
+
+def _check_name(name: object, fn: Callable[..., Any]) -> str:
+    if name is None:
+        return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name= takes a non-empty string, not {name!r}")
+    return name
+
+
+def _resolve_runner(runner: object, system: PluginSystem, task_name: str) -> type[BaseTaskRun[Any]]:
+    from woflo._run import BaseTaskRun
+
+    registered = ", ".join(repr(n) for n in sorted(system.runners)) or "none"
+    if runner is None:
+        default = system.default_runner()
+        if default is None or default not in system.runners:
+            raise LookupError(
+                f"no default runner for task {task_name!r}: registered runners are {registered}; "
+                "pass runner= or enable a runner plugin"
+            )
+        return system.runners[default]
+    if isinstance(runner, str):
+        try:
+            return system.runners[runner]
+        except KeyError:
+            raise ValueError(
+                f"unknown runner {runner!r} for task {task_name!r}; "
+                f"registered runners: {registered}"
+            ) from None
+    if isinstance(runner, type) and issubclass(runner, BaseTaskRun) and runner is not BaseTaskRun:
+        return runner
+    raise TypeError(
+        f"runner= takes a woflo.BaseTaskRun subclass or a registered runner name "
+        f"({registered}), not {runner!r}"
+    )
+
+
+def _check_options(
+    given: Mapping[str, Any], system: PluginSystem, task_name: str
+) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(system.options))
+    if unknown:
+        known = ", ".join(sorted([*CORE_OPTIONS, *system.options]))
+        raise TypeError(
+            f"unknown task option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))} for {task_name}; known options: {known}"
+        )
+    values = {}
+    for name, option in system.options.items():
+        if name not in given:
+            values[name] = option.default
+            continue
+        value = given[name]
+        if option.validate is not None:
+            try:
+                value = option.validate(value)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{task_name}: {name}={given[name]!r}: {exc}") from None
+        values[name] = value
+    return values

@@ -1,0 +1,99 @@
+"""Plain data woflo hands to hooks and runners: run states, outcomes, calls, options."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class RunState(enum.Enum):
+    """Where a run is in its life. A run ends in exactly one of the final states."""
+
+    PENDING = "pending"
+    """Created, or waiting for a worker to take the next attempt."""
+    RUNNING = "running"
+    """An attempt is executing."""
+    AWAITING_RETRY = "awaiting_retry"
+    """An attempt failed and the next one starts after the retry delay."""
+    COMPLETED = "completed"
+    """Final: the task returned a value."""
+    FAILED = "failed"
+    """Final: the task raised and no retry followed."""
+    CRASHED = "crashed"
+    """Final: the process executing the last attempt died."""
+    TIMED_OUT = "timed_out"
+    """Final: the last attempt ran past its deadline."""
+    STOPPED = "stopped"
+    """Final: :meth:`~woflo.BaseTaskRun.stop` was called."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run has ended."""
+        return self in _FINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_FINAL = frozenset(
+    {RunState.COMPLETED, RunState.FAILED, RunState.CRASHED, RunState.TIMED_OUT, RunState.STOPPED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended: a value, or an error; and how long it took, in seconds."""
+
+    value: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether the attempt returned a value."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCall:
+    """One attempt to execute: the function, its arguments, and who it belongs to."""
+
+    task_name: str
+    run_id: str
+    attempt: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def invoke(self) -> Outcome:
+        """Call the function once and capture what happened (woflo's innermost execution)."""
+        start = time.perf_counter()
+        try:
+            value = self.fn(*self.args, **self.kwargs)
+        except BaseException as error:  # the task's own error, whatever it is, is its outcome
+            return Outcome(error=error, duration=time.perf_counter() - start)
+        return Outcome(value=value, duration=time.perf_counter() - start)
+
+
+_NOT_SET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOption:
+    """A keyword argument of ``@task(...)``, contributed by a plugin.
+
+    :param name: the keyword.
+    :param default: the value a task gets when the keyword is not given.
+    :param validate: called at decoration time with the given value; returns the value to
+        keep (possibly normalised) or raises ``TypeError``/``ValueError`` saying what is wrong
+        and what would be right.
+    :param help: one line for ``woflo plugins`` and error messages.
+    """
+
+    name: str
+    default: Any = None
+    validate: Callable[[Any], Any] | None = None
+    help: str = ""

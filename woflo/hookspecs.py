@@ -1,0 +1,187 @@
+"""Every hook a woflo plugin can implement.
+
+A plugin is a module or object with functions named like the hooks below, marked with
+:data:`woflo.hookimpl`; it is found through the ``woflo`` entry-point group (or passed to one task
+with ``@task(plugins=[...])``). An implementation may take any subset of a hook's arguments, by
+name.
+
+Hooks come in four families, in this order of a run's life:
+
+* **registration**: what a plugin contributes (runners, task options); asked once per plugin
+  manager, in every process that loads plugins.
+* **lifecycle**: notifications, fired in the *calling* process (the one that called the task), in
+  this fixed order for every run::
+
+      woflo_run_created
+        woflo_attempt_started  -> woflo_attempt_finished  [-> woflo_retry_scheduled]   (per attempt)
+      woflo_run_finished
+
+  An attempt stopped before it started fires neither attempt hook. Each implementation is called
+  on its own: one that raises is reported (logged on the ``woflo.plugins`` logger and kept in
+  :attr:`woflo.BaseTaskRun.hook_errors`) and the others still run; the run's state is never
+  affected. Lifecycle hooks cannot be wrappers.
+* **decisions**: ``firstresult`` hooks; the first implementation that returns something other than
+  ``None`` decides, in pluggy's call order (``tryfirst`` first, then the most recently registered).
+  A decision hook that raises is reported like a lifecycle hook and counts as "no retry".
+* **execution**: fired where the attempt executes (a worker process for the multiprocess runner),
+  around the call of the task's function. Plugins implement it as a wrapper
+  (``@hookimpl(wrapper=True)``) to bind log context or open a tracing span; such plugins must be
+  importable in the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+import pluggy
+
+if TYPE_CHECKING:
+    from woflo._run import BaseTaskRun
+    from woflo._types import Outcome, TaskCall, TaskOption
+
+hookspec = pluggy.HookspecMarker("woflo")
+
+# --------------------------------------------------------------------------------------------
+# registration
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def woflo_add_runners() -> Iterable[type[BaseTaskRun]] | None:
+    """Contribute runner classes.
+
+    Fires once when the plugin manager is built, in any process that loads plugins.
+
+    :return: runner classes, each a subclass of :class:`woflo.BaseTaskRun` with a unique
+        ``name`` (used as ``@task(runner="name")``); its class name becomes importable from
+        :mod:`woflo.runners`.
+    """
+
+
+@hookspec
+def woflo_add_options() -> Iterable[TaskOption] | None:
+    """Contribute task options, the keyword arguments ``@task(...)`` accepts.
+
+    Fires once when the plugin manager is built. Each option's ``validate`` runs at decoration
+    time, so a bad value fails where the task is defined.
+
+    :return: :class:`woflo.TaskOption` instances; a name already taken is an error.
+    """
+
+
+@hookspec(firstresult=True)
+def woflo_default_runner() -> str | None:
+    """Name the runner a task uses when ``@task`` is given none.
+
+    Fires when a task without ``runner=`` is decorated. First non-``None`` result wins.
+
+    :return: a registered runner name, or ``None`` for no opinion.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# lifecycle: the calling process, in this order
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def woflo_run_created(run: BaseTaskRun) -> None:
+    """A task was called and its run created; no attempt has started yet.
+
+    Fires in the calling process, in the caller's thread.
+
+    :param run: the new run (``run.task``, ``run.run_id``, ``run.state``).
+    """
+
+
+@hookspec
+def woflo_attempt_started(run: BaseTaskRun, attempt: int) -> None:
+    """An attempt began executing (for a pooled runner: was handed to a worker).
+
+    Fires in the calling process, in whichever thread started the attempt.
+
+    :param run: the run.
+    :param attempt: the attempt's number, from 1.
+    """
+
+
+@hookspec
+def woflo_attempt_finished(run: BaseTaskRun, attempt: int, outcome: Outcome) -> None:
+    """An attempt ended: it returned, raised, crashed, timed out or was stopped.
+
+    Fires in the calling process, before any retry decision.
+
+    :param run: the run.
+    :param attempt: the attempt's number, from 1.
+    :param outcome: its value or error (``outcome.error`` is a :class:`woflo.errors.TaskCrashed`,
+        :class:`~woflo.errors.TaskTimeout` or :class:`~woflo.errors.TaskStopped` for those
+        endings) and its duration in seconds.
+    """
+
+
+@hookspec
+def woflo_retry_scheduled(run: BaseTaskRun, attempt: int, outcome: Outcome, delay: float) -> None:
+    """A failed attempt will be followed by another after ``delay`` seconds.
+
+    Fires in the calling process, after :func:`woflo_attempt_finished` for the same attempt, when
+    the run has entered the ``awaiting_retry`` state.
+
+    :param run: the run.
+    :param attempt: the number of the attempt that failed.
+    :param outcome: that attempt's outcome (its error is ``outcome.error``).
+    :param delay: seconds until the next attempt starts.
+    """
+
+
+@hookspec
+def woflo_run_finished(run: BaseTaskRun) -> None:
+    """The run reached its final state; fires exactly once per run.
+
+    Fires in the calling process, before anyone waiting on the run is woken.
+
+    :param run: the run; ``run.state`` is final, ``run.exception()`` gives its error if any.
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# decisions: firstresult
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def woflo_retry_delay(
+    run: BaseTaskRun, attempt: int, outcome: Outcome
+) -> float | Literal[False] | None:
+    """Decide whether a failed attempt is retried, and after how long.
+
+    Fires in the calling process after an attempt failed (raised, crashed or timed out; never
+    after a stop). First non-``None`` result wins.
+
+    :param run: the run (``run.task.options`` holds the task's options).
+    :param attempt: the number of the attempt that failed, from 1.
+    :param outcome: its outcome; ``outcome.error`` is the exception.
+    :return: seconds to wait before the next attempt (a number ``>= 0``) to retry, ``False`` to
+        end the run with this error, ``None`` for no opinion (no plugin deciding means no retry).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# execution: where the attempt runs
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def woflo_execute_attempt(call: TaskCall) -> Outcome:
+    """Execute one attempt of a task and return its outcome.
+
+    Fires where the attempt executes: in the calling thread for the sequential runner, in a
+    worker process for the multiprocess runner. woflo's core implements the innermost call; a
+    plugin wraps it (``@hookimpl(wrapper=True)``, ``outcome = yield``, then ``return outcome``)
+    to run code around every attempt, such as binding log context. The task's own exception
+    does not propagate through wrappers: it is in ``outcome.error``.
+
+    :param call: what to execute: ``call.fn``, ``call.args``, ``call.kwargs``, and
+        ``call.task_name``, ``call.run_id``, ``call.attempt`` for context.
+    :return: the attempt's :class:`woflo.Outcome`.
+    """

@@ -1,0 +1,160 @@
+"""Structured logging of every run's lifecycle with structlog.
+
+Events (``event`` key) and their levels::
+
+    task.started    INFO     the run was created
+    task.retrying   WARNING  an attempt failed; ``error``, ``delay`` (s) until the next
+    task.completed  INFO     ``duration`` (s) of the run
+    task.failed     ERROR    the final error, with its traceback
+    task.crashed    ERROR    the worker died (signal or exit code)
+    task.timed_out  ERROR
+    task.stopped    WARNING
+
+Every event carries ``task``, ``run_id`` and ``attempt``. When the application has configured
+structlog (``structlog.is_configured()``), events go through its configuration unchanged, on
+the ``woflo`` logger. Otherwise woflo prints them to stderr itself, without touching structlog's
+global configuration: at ``WOFLO_LOG_LEVEL`` and above (default ``WARNING``: failures and
+retries are visible, per-run lines appear at ``INFO``), as ``WOFLO_LOG_FORMAT=console`` (default)
+or ``json``. structlog is imported only when an event is to be written.
+
+Inside a task, when structlog is in use in that process, ``structlog.contextvars`` holds
+``task``, ``run_id`` and ``attempt`` for the attempt, so the task's own log lines carry them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Generator
+from typing import Any
+
+from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl
+
+LEVEL_ENV = "WOFLO_LOG_LEVEL"
+FORMAT_ENV = "WOFLO_LOG_FORMAT"
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_FINAL_EVENTS: dict[RunState, tuple[str, str]] = {
+    RunState.COMPLETED: ("info", "task.completed"),
+    RunState.FAILED: ("error", "task.failed"),
+    RunState.CRASHED: ("error", "task.crashed"),
+    RunState.TIMED_OUT: ("error", "task.timed_out"),
+    RunState.STOPPED: ("warning", "task.stopped"),
+}
+
+
+class _Stderr:
+    """A structlog logger that writes each rendered line to the current ``sys.stderr``."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self._own: Any = None
+        self._threshold: int | None = None
+
+    def threshold(self) -> int:
+        if self._threshold is None:
+            name = os.environ.get(LEVEL_ENV, "warning").strip().lower()
+            if name.isdigit():
+                self._threshold = int(name)
+            elif name in _LEVELS:
+                self._threshold = _LEVELS[name]
+            else:
+                self._threshold = _LEVELS["warning"]
+                print(
+                    f"woflo: {LEVEL_ENV}={name!r} is not a level ({', '.join(_LEVELS)}); "
+                    "using warning",
+                    file=sys.stderr,
+                )
+        return self._threshold
+
+    def emit(self, level: str, event: str, **fields: Any) -> None:
+        structlog = sys.modules.get("structlog")
+        if structlog is not None and structlog.is_configured():
+            getattr(structlog.get_logger("woflo"), level)(event, **fields)
+            return
+        if _LEVELS[level] < self.threshold():
+            return
+        if self._own is None:
+            self._own = self._build()
+        getattr(self._own, level)(event, **fields)
+
+    def _build(self) -> Any:
+        import structlog
+
+        json = os.environ.get(FORMAT_ENV, "console").strip().lower() == "json"
+        renderer: Any = (
+            structlog.processors.JSONRenderer()
+            if json
+            else structlog.dev.ConsoleRenderer(colors=False)
+        )
+        return structlog.wrap_logger(
+            _Stderr(),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info if json else _keep,
+                renderer,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(self.threshold()),
+            logger_name="woflo",
+        )
+
+
+def _keep(logger: Any, name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return event_dict
+
+
+_emitter = _Emitter()
+
+
+def _fields(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any]:
+    return {"task": run.task.name, "run_id": run.run_id, "attempt": attempt}
+
+
+@hookimpl
+def woflo_run_created(run: BaseTaskRun[Any]) -> None:
+    _emitter.emit("info", "task.started", runner=run.name, **_fields(run, 1))
+
+
+@hookimpl
+def woflo_retry_scheduled(
+    run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
+) -> None:
+    _emitter.emit(
+        "warning",
+        "task.retrying",
+        error=repr(outcome.error),
+        delay=delay,
+        duration=round(outcome.duration, 6),
+        **_fields(run, attempt),
+    )
+
+
+@hookimpl
+def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
+    level, event = _FINAL_EVENTS[run.state]
+    fields = _fields(run, run.attempts)
+    fields["duration"] = round(run.duration, 6)
+    error = run.exception()  # final: returns at once
+    if error is not None:
+        fields["error"] = repr(error)
+        if run.state is RunState.FAILED:
+            fields["exc_info"] = error
+    _emitter.emit(level, event, **fields)
+
+
+@hookimpl(wrapper=True)
+def woflo_execute_attempt(call: TaskCall) -> Generator[None, Outcome, Outcome]:
+    structlog = sys.modules.get("structlog")
+    if structlog is None:  # the task does not use structlog here: nothing to bind
+        return (yield)
+    with structlog.contextvars.bound_contextvars(
+        task=call.task_name, run_id=call.run_id, attempt=call.attempt
+    ):
+        return (yield)
