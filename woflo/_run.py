@@ -18,6 +18,7 @@ sleep in the caller for blocking ones). No thread is spent per run.
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import sys
 import threading
@@ -82,7 +83,7 @@ class BaseTaskRun(Generic[R]):
         self.task = task
         self.args = args
         self.kwargs = kwargs
-        self.run_id: str = os.urandom(8).hex()
+        self.run_id: str = _new_run_id()
         self.hook_errors: list[BaseException] = []
         self._hooks = task._plugins.hooks
         self._state = RunState.PENDING
@@ -318,6 +319,23 @@ class BaseTaskRun(Generic[R]):
             self.task.name,
             exc_info=error,
         )
+
+
+_run_ids = itertools.count(1)
+_run_id_prefix = os.urandom(5).hex()
+
+
+def _new_run_id() -> str:
+    """A run id unique across processes, without a system call per run."""
+    return f"{_run_id_prefix}{next(_run_ids):06x}"
+
+
+def _reseed_run_ids() -> None:
+    global _run_id_prefix, _run_ids
+    _run_id_prefix, _run_ids = os.urandom(5).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_run_ids)
 
 
 class _LiveRuns:

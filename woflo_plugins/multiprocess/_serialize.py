@@ -1,0 +1,187 @@
+"""How calls, results and exceptions cross the process boundary.
+
+Both directions use cloudpickle, so functions, lambdas, closures and classes defined in
+``__main__`` or in a function travel by value while importable ones travel by reference.
+Objects the worker received by value from the caller's ``__main__`` go back *by reference*, so
+the caller gets its own class (``except MyError:`` in the script works).
+
+An exception that cannot be pickled, or re-created by its constructor (a custom ``__init__``, a
+frozen dataclass), is rebuilt without calling ``__init__``; when even its class cannot be
+loaded, a :class:`woflo.errors.RemoteTaskError` stands in with its type name, message and
+traceback text. The worker's traceback is always attached as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import sys
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from woflo.errors import ArgumentNotPicklable, RemoteTaskError, RemoteTraceback
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def _main_lookup(qualname: str) -> Any:
+    target: Any = sys.modules["__main__"]
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that ``__main__`` objects the caller can look up go by reference."""
+
+    def __init__(self, file: io.BytesIO, *, main_by_reference: bool) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self._main_by_reference = main_by_reference
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            self._main_by_reference
+            and isinstance(obj, type | _FunctionType)
+            and getattr(obj, "__module__", None) == "__main__"
+            and "<locals>" not in getattr(obj, "__qualname__", "<locals>")
+        ):
+            return (_main_lookup, (obj.__qualname__,))
+        return super().reducer_override(obj)
+
+
+_FunctionType = type(_main_lookup)
+
+
+def dumps(obj: Any, *, main_by_reference: bool = False) -> bytes:
+    """Pickle ``obj`` with cloudpickle (``main_by_reference``: in a worker, for the caller)."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, main_by_reference=main_by_reference).dump(obj)
+    return buffer.getvalue()
+
+
+loads = pickle.loads
+
+# One frame per message each way (fewer system calls than a frame per part):
+#   job    JOB header (token, length of meta, length of task blob) + meta + task blob + args
+#   reply  REPLY header (kind, duration) + blob; kind is b"o" (value), b"e" (error), b"l" (log)
+JOB = struct.Struct("!8sII")
+REPLY = struct.Struct("!cd")
+
+
+def pack_job(token: bytes, meta: tuple[Any, ...], task_blob: bytes, args_blob: bytes) -> bytes:
+    """Frame one attempt for a worker; ``task_blob`` is empty when the worker knows the task."""
+    meta_blob = pickle.dumps(meta, PROTOCOL)
+    return b"".join(
+        (JOB.pack(token, len(meta_blob), len(task_blob)), meta_blob, task_blob, args_blob)
+    )
+
+
+def unpack_job(frame: bytes) -> tuple[bytes, tuple[Any, ...], memoryview, memoryview]:
+    """The inverse of :func:`pack_job` (the blobs are views into ``frame``)."""
+    token, meta_len, task_len = JOB.unpack_from(frame)
+    view = memoryview(frame)[JOB.size :]
+    return (
+        token,
+        loads(view[:meta_len]),
+        view[meta_len : meta_len + task_len],
+        view[meta_len + task_len :],
+    )
+
+
+def pack_reply(kind: bytes, duration: float, blob: bytes) -> bytes:
+    """Frame a message from a worker."""
+    return REPLY.pack(kind, duration) + blob
+
+
+def unpack_reply(frame: bytes) -> tuple[bytes, float, memoryview]:
+    """The inverse of :func:`pack_reply`."""
+    kind, duration = REPLY.unpack_from(frame)
+    return kind, duration, memoryview(frame)[REPLY.size :]
+
+
+def dump_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments, or raise :class:`ArgumentNotPicklable` naming the culprit."""
+    try:
+        return dumps((args, kwargs))
+    except Exception as exc:
+        failure = exc
+    for label, value in [
+        *((f"#{i} (positional)", a) for i, a in enumerate(args)),
+        *((repr(k), v) for k, v in kwargs.items()),
+    ]:
+        try:
+            dumps(value)
+        except Exception as exc:
+            raise ArgumentNotPicklable(
+                f"argument {label} of task {task_name!r} cannot be pickled to send it to a "
+                f"worker process: {type(exc).__name__}: {exc} (value: {_short_repr(value)}). "
+                "Pass something picklable, or use runner='sequential' to run in this process"
+            ) from exc
+    raise ArgumentNotPicklable(
+        f"the arguments of task {task_name!r} cannot be pickled: "
+        f"{type(failure).__name__}: {failure}"
+    ) from failure
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__qualname__} object>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ---- exceptions -------------------------------------------------------------------------
+
+
+def dump_exception(error: BaseException) -> bytes:
+    """Pack a task's exception in the worker: the exception itself if it pickles, plus what
+    is needed to rebuild it without its constructor, plus its type name, message and
+    traceback text."""
+    tb_text = "".join(traceback.format_exception(error))
+    type_name = f"{type(error).__module__}.{type(error).__qualname__}"
+    try:
+        message = str(error)
+    except Exception:
+        message = ""
+    whole: bytes | None
+    try:
+        whole = dumps(error, main_by_reference=True)
+    except BaseException:
+        whole = None
+    parts: bytes | None
+    try:
+        state = dict(getattr(error, "__dict__", {}))
+        parts = dumps((type(error), error.args, state), main_by_reference=True)
+    except BaseException:
+        try:
+            parts = dumps((type(error), error.args, {}), main_by_reference=True)
+        except BaseException:
+            parts = None
+    return dumps((whole, parts, type_name, message, tb_text))
+
+
+def load_exception(blob: bytes | memoryview) -> BaseException:
+    """Re-create a task's exception in the caller, the worker's traceback as ``__cause__``."""
+    whole, parts, type_name, message, tb_text = loads(blob)
+    error: BaseException | None = None
+    if whole is not None:
+        try:
+            error = loads(whole)
+        except BaseException:
+            error = None
+    if error is None and parts is not None:
+        try:
+            cls, args, state = loads(parts)
+            error = cls.__new__(cls, *args)
+            error.args = args
+            getattr(error, "__dict__", {}).update(state)
+        except BaseException:
+            error = None
+    if not isinstance(error, BaseException):
+        error = RemoteTaskError(type_name, message, tb_text)
+    error.__cause__ = RemoteTraceback(tb_text)
+    return error

@@ -1,0 +1,186 @@
+"""The zygote: a clean, single-threaded interpreter that forks the workers.
+
+Started once per pool with ``subprocess`` (an exec'd interpreter: the caller's ``__main__`` is
+never re-imported, whatever the platform's multiprocessing start method). It imports woflo and
+loads the plugins once, so each worker it forks starts warm in a millisecond or two.
+
+Control socket protocol (fixed-size records on a Unix stream socket)::
+
+    caller -> zygote   b"S" + token(8)  with one fd (the worker's end of its socket): fork one
+    zygote -> caller   b"P" + token(8) + pid(int64)            the worker for token is pid
+                       b"X" + pid(int64) + exitcode(int64)     pid exited (-signum if killed)
+
+When the caller goes away (end of file on the control socket, or the kernel's parent-death
+signal on Linux), the zygote SIGKILLs every worker's process group and exits: no orphans.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+RECORD = struct.Struct("=c8sq")  # kind, token / pid, value
+SPAWN = struct.Struct("=c8s")
+
+
+def set_parent_death_signal(expected_parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != expected_parent:  # the parent died before we asked
+        os._exit(1)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> tuple[bytes, list[int]]:
+    data, fds, _flags, _addr = socket.recv_fds(sock, size, 1)
+    while data and len(data) < size:
+        more = sock.recv(size - len(data))
+        if not more:
+            return b"", fds
+        data += more
+    return data, fds
+
+
+def main() -> None:
+    """Run the zygote: ``python -c '...main()' CONTROL_FD PARENT_PID``."""
+    ctl = socket.socket(fileno=int(sys.argv[1]))
+    set_parent_death_signal(int(sys.argv[2]))
+    header = ctl.recv(8, socket.MSG_WAITALL)
+    (length,) = struct.unpack("=q", header)
+    init: dict[str, Any] = _loads(_recv_all(ctl, length))
+    sys.path[:] = init["sys_path"]
+    from woflo._plugins import get_plugin_system
+    from woflo_plugins.multiprocess import _serialize, _worker  # noqa: F401  (warm for workers)
+
+    try:
+        get_plugin_system()
+    except Exception:  # the worker reports it at the first attempt
+        pass
+    zygote_pid = os.getpid()
+    children: set[int] = set()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.set_wakeup_fd(wake_w)
+    preloaded = False
+    while True:
+        readable, _, _ = select.select([ctl, wake_r], [], [], None if preloaded else 0.05)
+        if not readable and not preloaded:
+            preloaded = True
+            _preload(init.get("preload", ()))
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        _reap(ctl, children)
+        if ctl in readable:
+            data, fds = _recv_exact(ctl, SPAWN.size)
+            if not data or data[:1] != b"S":
+                for fd in fds:
+                    os.close(fd)
+                _shutdown(children)
+                return
+            _kind, token = SPAWN.unpack(data)
+            pid = os.fork()
+            if pid == 0:
+                _child(fds[0], ctl, (wake_r, wake_w), zygote_pid, init["log_level"])
+            for fd in fds:
+                os.close(fd)
+            children.add(pid)
+            ctl.sendall(RECORD.pack(b"P", token, pid))
+
+
+def _reap(ctl: socket.socket, children: set[int]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # whatever the task left behind in its group
+        except OSError:
+            pass
+        ctl.sendall(RECORD.pack(b"X", pid.to_bytes(8, "little"), os.waitstatus_to_exitcode(status)))
+
+
+def _shutdown(children: set[int]) -> None:
+    for pid in children:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for _pid in list(children):
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
+
+def _child(fd: int, ctl: socket.socket, wake: tuple[int, int], zygote: int, log_level: int) -> None:
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for wfd in wake:
+            os.close(wfd)
+        ctl.close()
+        os.setpgid(0, 0)
+        set_parent_death_signal(zygote)
+        from multiprocessing.connection import Connection
+
+        from woflo_plugins.multiprocess._worker import serve
+
+        code = serve(Connection(fd), log_level)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _preload(modules: Any) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+
+
+def _recv_all(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the caller went away during start-up")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _loads(data: bytes) -> Any:
+    import pickle
+
+    return pickle.loads(data)
