@@ -100,7 +100,10 @@ class PluginSystem:
         blocked = set(disabled)
         system = cls.empty()
         seen: dict[str, EntryPoint] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        # woflo's own first, whatever the order of sys.path: a clash then names the third-party
+        # plugin, and third-party decisions (registered later, so called first) win over ours
+        found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_builtin(ep))
+        for ep in found:
             if ep.name in seen:
                 if seen[ep.name].value != ep.value:
                     raise PluginError(
@@ -131,6 +134,36 @@ class PluginSystem:
             )
         system.check()
         return system
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: Iterable[tuple[str, str, str | None, str | None]]
+    ) -> PluginSystem:
+        """Load exactly these plugins, as listed by :meth:`manifest` in another process.
+
+        Skips scanning installed distributions, so a worker starts without ``importlib.metadata``.
+        """
+        import importlib
+
+        system = cls.empty()
+        for name, value, distribution, version in manifest:
+            module, _, attr = value.partition(":")
+            plugin: Any = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                plugin = getattr(plugin, part)
+            system.add(
+                plugin, name=name, distribution=distribution, version=version, entry_point=value
+            )
+        system.check()
+        return system
+
+    def manifest(self) -> list[tuple[str, str, str | None, str | None]]:
+        """The entry-point plugins loaded here, for :meth:`from_manifest` in a worker."""
+        return [
+            (info.name, info.entry_point, info.distribution, info.version)
+            for info in self.infos.values()
+            if info.entry_point is not None
+        ]
 
     def add(
         self,
@@ -356,6 +389,10 @@ def _hook_names() -> list[str]:
 
 def _disabled_from_env() -> set[str]:
     return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def _is_builtin(ep: EntryPoint) -> bool:
+    return ep.dist is not None and ep.dist.metadata["Name"] == "woflo"
 
 
 def _dist_label(ep: EntryPoint) -> str:

@@ -147,6 +147,7 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
     name = "multiprocess"
 
     def _prepare(self) -> None:
+        _get_pool()  # on the first call this starts the zygote while we pickle
         from woflo_plugins.multiprocess import _serialize
 
         self._entry = _entry_for(self.task)

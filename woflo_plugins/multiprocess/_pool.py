@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import pickle
 import signal
 import socket
 import struct
@@ -311,12 +312,15 @@ class Pool:
             start_new_session=True,  # out of the terminal's process group: Ctrl-C is ours
         )
         theirs.close()
+        from woflo._plugins import get_plugin_system
+
         init = {
+            "plugins": get_plugin_system().manifest(),
             "sys_path": list(sys.path),
             "log_level": logging.getLogger().getEffectiveLevel(),
             "preload": [m for m in ("structlog",) if m in sys.modules],
         }
-        blob = _serialize.dumps(init)
+        blob = pickle.dumps(init)
         ours.sendall(struct.pack("=q", len(blob)) + blob)
         self._ctl = ours
 

@@ -57,12 +57,12 @@ def main() -> None:
     (length,) = struct.unpack("=q", header)
     init: dict[str, Any] = _loads(_recv_all(ctl, length))
     sys.path[:] = init["sys_path"]
-    from woflo._plugins import get_plugin_system
+    from woflo._plugins import PluginSystem, set_plugin_system
     from woflo_plugins.multiprocess import _serialize, _worker  # noqa: F401  (warm for workers)
 
-    try:
-        get_plugin_system()
-    except Exception:  # the worker reports it at the first attempt
+    try:  # the caller's plugins, without scanning the installed distributions again
+        set_plugin_system(PluginSystem.from_manifest(init["plugins"]))
+    except Exception:  # the workers load them the usual way and report what fails
         pass
     zygote_pid = os.getpid()
     children: set[int] = set()
