@@ -262,6 +262,17 @@ class PluginSystem:
             if impl.plugin is plugin
         ]
 
+    def _contributions(self, impl: Any, plugin: object, origin: str, name: str) -> list[Any]:
+        """Call one registration hook implementation; a failure names the plugin."""
+        try:
+            return list(impl.function() or ())
+        except Exception as exc:
+            self.pm.unregister(plugin)
+            raise PluginError(
+                f"{origin}: {impl.function.__name__} raised {type(exc).__name__}: {exc}. "
+                f"{_how_to_disable(name)}"
+            ) from exc
+
     def _collect_runners(
         self, plugin: object, name: str, origin: str, dist: str | None
     ) -> tuple[str, ...]:
@@ -271,7 +282,7 @@ class PluginSystem:
         for impl in self.pm.hook.woflo_add_runners.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
-            for cls in impl.function() or ():
+            for cls in self._contributions(impl, plugin, origin, name):
                 if not (isinstance(cls, type) and issubclass(cls, BaseTaskRun)) or not cls.name:
                     self.pm.unregister(plugin)
                     raise PluginError(
@@ -302,7 +313,7 @@ class PluginSystem:
         for impl in self.pm.hook.woflo_add_options.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
-            for option in impl.function() or ():
+            for option in self._contributions(impl, plugin, origin, name):
                 if not isinstance(option, TaskOption):
                     self.pm.unregister(plugin)
                     raise PluginError(

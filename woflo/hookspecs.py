@@ -32,7 +32,7 @@ Hooks come in four families, in this order of a run's life:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 
@@ -48,7 +48,7 @@ hookspec = pluggy.HookspecMarker("woflo")
 
 
 @hookspec
-def woflo_add_runners() -> Iterable[type[BaseTaskRun]] | None:
+def woflo_add_runners() -> Iterable[type[BaseTaskRun[Any]]] | None:
     """Contribute runner classes.
 
     Fires once when the plugin manager is built, in any process that loads plugins.
@@ -63,8 +63,8 @@ def woflo_add_runners() -> Iterable[type[BaseTaskRun]] | None:
 def woflo_add_options() -> Iterable[TaskOption] | None:
     """Contribute task options, the keyword arguments ``@task(...)`` accepts.
 
-    Fires once when the plugin manager is built. Each option's ``validate`` runs at decoration
-    time, so a bad value fails where the task is defined.
+    Fires once when the plugin manager is built, in any process that loads plugins. Each
+    option's ``validate`` runs at decoration time, so a bad value fails where the task is defined.
 
     :return: :class:`woflo.TaskOption` instances; a name already taken is an error.
     """
@@ -74,7 +74,8 @@ def woflo_add_options() -> Iterable[TaskOption] | None:
 def woflo_default_runner() -> str | None:
     """Name the runner a task uses when ``@task`` is given none.
 
-    Fires when a task without ``runner=`` is decorated. First non-``None`` result wins.
+    Fires when a task without ``runner=`` is decorated, in the process decorating it. First
+    non-``None`` result wins.
 
     :return: a registered runner name, or ``None`` for no opinion.
     """
@@ -86,7 +87,7 @@ def woflo_default_runner() -> str | None:
 
 
 @hookspec
-def woflo_run_created(run: BaseTaskRun) -> None:
+def woflo_run_created(run: BaseTaskRun[Any]) -> None:
     """A task was called and its run created; no attempt has started yet.
 
     Fires in the calling process, in the caller's thread.
@@ -96,7 +97,7 @@ def woflo_run_created(run: BaseTaskRun) -> None:
 
 
 @hookspec
-def woflo_attempt_started(run: BaseTaskRun, attempt: int) -> None:
+def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
     """An attempt began executing (for a pooled runner: was handed to a worker).
 
     Fires in the calling process, in whichever thread started the attempt.
@@ -107,7 +108,7 @@ def woflo_attempt_started(run: BaseTaskRun, attempt: int) -> None:
 
 
 @hookspec
-def woflo_attempt_finished(run: BaseTaskRun, attempt: int, outcome: Outcome) -> None:
+def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
     """An attempt ended: it returned, raised, crashed, timed out or was stopped.
 
     Fires in the calling process, before any retry decision.
@@ -121,7 +122,9 @@ def woflo_attempt_finished(run: BaseTaskRun, attempt: int, outcome: Outcome) -> 
 
 
 @hookspec
-def woflo_retry_scheduled(run: BaseTaskRun, attempt: int, outcome: Outcome, delay: float) -> None:
+def woflo_retry_scheduled(
+    run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
+) -> None:
     """A failed attempt will be followed by another after ``delay`` seconds.
 
     Fires in the calling process, after :func:`woflo_attempt_finished` for the same attempt, when
@@ -135,7 +138,7 @@ def woflo_retry_scheduled(run: BaseTaskRun, attempt: int, outcome: Outcome, dela
 
 
 @hookspec
-def woflo_run_finished(run: BaseTaskRun) -> None:
+def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     """The run reached its final state; fires exactly once per run.
 
     Fires in the calling process, before anyone waiting on the run is woken.
@@ -151,7 +154,7 @@ def woflo_run_finished(run: BaseTaskRun) -> None:
 
 @hookspec(firstresult=True)
 def woflo_retry_delay(
-    run: BaseTaskRun, attempt: int, outcome: Outcome
+    run: BaseTaskRun[Any], attempt: int, outcome: Outcome
 ) -> float | Literal[False] | None:
     """Decide whether a failed attempt is retried, and after how long.
 
@@ -172,14 +175,16 @@ def woflo_retry_delay(
 
 
 @hookspec(firstresult=True)
-def woflo_execute_attempt(call: TaskCall) -> Outcome:
+def woflo_execute_attempt(call: TaskCall) -> Outcome:  # type: ignore[empty-body]
     """Execute one attempt of a task and return its outcome.
 
     Fires where the attempt executes: in the calling thread for the sequential runner, in a
     worker process for the multiprocess runner. woflo's core implements the innermost call; a
     plugin wraps it (``@hookimpl(wrapper=True)``, ``outcome = yield``, then ``return outcome``)
     to run code around every attempt, such as binding log context. The task's own exception
-    does not propagate through wrappers: it is in ``outcome.error``.
+    does not propagate through wrappers: it is in ``outcome.error``. First non-``None`` result
+    wins: a plain (non-wrapper) implementation that returns an outcome replaces the call, since
+    woflo's own implementation runs last.
 
     :param call: what to execute: ``call.fn``, ``call.args``, ``call.kwargs``, and
         ``call.task_name``, ``call.run_id``, ``call.attempt`` for context.

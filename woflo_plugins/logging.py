@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, MutableMapping
 from typing import Any
 
 from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl
@@ -106,7 +106,7 @@ class _Emitter:
         )
 
 
-def _keep(logger: Any, name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _keep(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event_dict
 
 

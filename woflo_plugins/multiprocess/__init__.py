@@ -69,7 +69,7 @@ def configure(
         ``WOFLO_IDLE_TIMEOUT``, else 60).
     :param kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped.
     """
-    changes = {}
+    changes: dict[str, Any] = {}
     if max_workers is not ...:
         if max_workers is not None and (
             isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1

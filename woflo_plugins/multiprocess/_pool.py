@@ -297,7 +297,7 @@ class Pool:
                         self._break(PoolBroken("the worker pool's zygote process died"))
                         return
                 else:
-                    self._read_worker(item)
+                    self._read_worker(item)  # type: ignore[arg-type]
             self._on_time(time.monotonic())
         self._break(TaskStopped("the multiprocess pool was shut down"))
 

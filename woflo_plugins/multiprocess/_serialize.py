@@ -13,11 +13,13 @@ traceback text. The worker's traceback is always attached as ``__cause__``.
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import struct
 import sys
 import traceback
+import types
 from typing import Any
 
 import cloudpickle
@@ -34,8 +36,24 @@ def _main_lookup(qualname: str) -> Any:
     return target
 
 
-class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, except that ``__main__`` objects the caller can look up go by reference."""
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its file name for tracebacks."""
+    assert _cloudpickle_code_reduce is not None
+    constructor, args = _cloudpickle_code_reduce(code)
+    return constructor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+_cloudpickle_code_reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, except that ``__main__`` objects the caller can look up go by reference,
+    and functions sent by value keep their file name (tracebacks show the source lines)."""
+
+    if _cloudpickle_code_reduce is not None:
+        dispatch_table = collections.ChainMap(
+            {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
+        )
 
     def __init__(self, file: io.BytesIO, *, main_by_reference: bool) -> None:
         super().__init__(file, protocol=PROTOCOL)

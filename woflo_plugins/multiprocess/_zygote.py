@@ -74,7 +74,8 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     preloaded = False
     while True:
-        readable, _, _ = select.select([ctl, wake_r], [], [], None if preloaded else 0.05)
+        watched: list[Any] = [ctl, wake_r]
+        readable, _, _ = select.select(watched, [], [], None if preloaded else 0.05)
         if not readable and not preloaded:
             preloaded = True
             _preload(init.get("preload", ()))

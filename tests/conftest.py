@@ -1,0 +1,161 @@
+"""Fixtures shared by the whole suite.
+
+Every test gets a fresh plugin system (``plugins``), built from the ``woflo`` entry points as in
+production and installed as the process-wide one for the test's duration; tests register their
+own plugins on it, never on a global manager. ``recorder`` is a plugin that records every
+lifecycle hook call.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import woflo_plugins.logging
+from woflo import BaseTaskRun, Outcome, hookimpl
+from woflo._plugins import PluginSystem, set_plugin_system
+
+WOFLO_ENV = ("WOFLO_DISABLE_PLUGINS", "WOFLO_LOG_LEVEL", "WOFLO_LOG_FORMAT")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the caller's woflo settings."""
+    for name in WOFLO_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def plugins(_clean_env: None) -> Iterator[PluginSystem]:
+    """A fresh plugin system loaded from the entry points, process-wide for this test only."""
+    system = PluginSystem.from_entry_points()
+    previous = set_plugin_system(system)
+    try:
+        yield system
+    finally:
+        set_plugin_system(previous)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_emitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logging plugin caches its level and logger: give each test a new one."""
+    monkeypatch.setattr(woflo_plugins.logging, "_emitter", woflo_plugins.logging._Emitter())
+
+
+@pytest.fixture
+def structlog_reset() -> Iterator[None]:
+    """Undo any ``structlog.configure`` a test (or ``capture_logs``) made."""
+    import structlog
+
+    structlog.reset_defaults()
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+
+
+@dataclass
+class Recorder:
+    """Records every lifecycle hook call as ``(hook, attempt, state)`` tuples in ``calls``.
+
+    ``attempt`` is the attempt's number for attempt hooks and ``run.attempts`` for run hooks.
+    ``outcomes`` keeps the outcome of each ``attempt_finished``, ``delays`` each retry's delay,
+    ``runs`` every run seen (so a test can reach a run whose call raised).
+    """
+
+    calls: list[tuple[str, int, str]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
+    runs: list[BaseTaskRun[Any]] = field(default_factory=list)
+
+    def _add(self, hook: str, run: BaseTaskRun[Any], attempt: int | None = None) -> None:
+        self.calls.append((hook, run.attempts if attempt is None else attempt, run.state.value))
+
+    @hookimpl
+    def woflo_run_created(self, run: BaseTaskRun[Any]) -> None:
+        self.runs.append(run)
+        self._add("run_created", run)
+
+    @hookimpl
+    def woflo_attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
+        self._add("attempt_started", run, attempt)
+
+    @hookimpl
+    def woflo_attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self._add("attempt_finished", run, attempt)
+
+    @hookimpl
+    def woflo_retry_scheduled(
+        self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
+    ) -> None:
+        self.delays.append(delay)
+        self._add("retry_scheduled", run, attempt)
+
+    @hookimpl
+    def woflo_run_finished(self, run: BaseTaskRun[Any]) -> None:
+        self._add("run_finished", run)
+
+    @property
+    def hooks(self) -> list[str]:
+        """Only the hook names, in order."""
+        return [hook for hook, _, _ in self.calls]
+
+
+@pytest.fixture
+def recorder(plugins: PluginSystem) -> Recorder:
+    """A :class:`Recorder` registered on this test's plugin system."""
+    rec = Recorder()
+    plugins.add(rec, name="recorder")
+    return rec
+
+
+@pytest.fixture
+def make_recorder() -> Callable[[], Recorder]:
+    """Make unregistered :class:`Recorder` plugins (for ``@task(plugins=[...])`` and the like)."""
+    return Recorder
+
+
+@pytest.fixture
+def make_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Path]]:
+    """Install a real (unpacked) distribution declaring ``woflo`` entry points.
+
+    ``make_distribution(name, version, entry_points={"ep": "module"}, modules={"module": src})``
+    writes ``<name>-<version>.dist-info/{METADATA,entry_points.txt}`` and the modules into a new
+    directory put first on ``sys.path``, so ``importlib.metadata`` finds it like any installed
+    distribution. The modules are forgotten from ``sys.modules`` afterwards.
+    """
+    written: list[str] = []
+
+    def make(
+        name: str,
+        version: str = "1.0",
+        *,
+        entry_points: dict[str, str],
+        modules: dict[str, str],
+    ) -> Path:
+        site = tmp_path / f"site-{name}"
+        info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+        )
+        lines = "".join(f"{ep} = {target}\n" for ep, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[woflo]\n{lines}", encoding="utf-8")
+        for module, source in modules.items():
+            (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+            written.append(module)
+        monkeypatch.syspath_prepend(str(site))
+        return site
+
+    yield make
+    for module in written:
+        sys.modules.pop(module, None)

@@ -1,0 +1,360 @@
+"""The plugin manager: entry-point discovery, errors that name the culprit, disabling, hookspecs.
+
+Third-party discovery goes through a real distribution (a ``*.dist-info`` directory with
+``entry_points.txt``, put on ``sys.path``), found by ``importlib.metadata`` like any installed one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Any
+
+import pytest
+
+from woflo import BaseTaskRun, Outcome, RunState, hookimpl, hookspecs, task
+from woflo._plugins import Hooks, PluginSystem, get_plugin_system, set_plugin_system
+from woflo.errors import PluginError
+from woflo.runners import SequentialTaskRun
+
+BUILTINS = {"sequential", "retries", "logging"}
+
+GOOD_PLUGIN = """
+    from woflo import BaseTaskRun, TaskOption, hookimpl
+
+    class AcmeTaskRun(BaseTaskRun):
+        name = "acme"
+        blocking = True
+
+        def _start_attempt(self, call):
+            self._attempt_finished(call, self._execute(call))
+
+    @hookimpl
+    def woflo_add_runners():
+        return [AcmeTaskRun]
+
+    @hookimpl
+    def woflo_add_options():
+        return [TaskOption("cache", default=False)]
+"""
+
+
+# ---- the built-ins --------------------------------------------------------------------------
+
+
+def test_builtins_come_from_the_entry_point_group(plugins: PluginSystem) -> None:
+    from importlib.metadata import version
+
+    assert set(plugins.infos) >= BUILTINS
+    for name in BUILTINS:
+        info = plugins.infos[name]
+        assert info.builtin
+        assert info.distribution == "woflo"
+        assert info.version == version("woflo")
+        assert info.module == f"woflo_plugins.{name}"
+        assert info.entry_point == f"woflo_plugins.{name}"
+    assert plugins.infos["sequential"].runners == ("sequential",)
+    assert plugins.infos["retries"].options == ("retries", "retry_sleep_time")
+    assert "woflo_retry_delay" in plugins.infos["retries"].hooks
+    assert plugins.runners["sequential"] is SequentialTaskRun
+
+
+def test_the_process_wide_system_is_loaded_on_first_use() -> None:
+    set_plugin_system(None)  # the fixture restores the previous one
+    system = get_plugin_system()
+    assert system is get_plugin_system()
+    assert set(system.infos) >= BUILTINS
+
+
+def test_empty_system_has_only_the_core() -> None:
+    system = PluginSystem.empty()
+    assert system.infos == {}
+    assert system.runners == {}
+    assert system.options == {}
+    assert system.default_runner() is None
+    set_plugin_system(system)
+    with pytest.raises(LookupError, match="no default runner"):
+        task(lambda: 1)
+    with pytest.raises(TypeError, match="unknown task option 'retries'"):
+        task(retries=1)
+
+
+def test_disabled_plugins_are_not_loaded() -> None:
+    system = PluginSystem.from_entry_points(disabled=["retries", "logging"])
+    assert "retries" not in system.infos
+    assert "logging" not in system.infos
+    assert "sequential" in system.infos
+    assert "retries" not in system.options
+
+
+def test_blocking_the_retries_plugin_disables_the_retries_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WOFLO_DISABLE_PLUGINS", " retries , ")
+    system = PluginSystem.from_entry_points()
+    assert "retries" not in system.infos
+    set_plugin_system(system)
+    with pytest.raises(TypeError, match="unknown task option 'retries'") as info:
+        task(retries=2)
+    assert "retries" not in str(info.value).split("known options:")[1]
+    failures: list[int] = []
+
+    @task(runner=SequentialTaskRun)
+    def fail() -> None:
+        failures.append(1)
+        raise ValueError
+
+    assert fail().state is RunState.FAILED
+    assert failures == [1]
+
+
+# ---- decisions ------------------------------------------------------------------------------
+
+
+def test_a_plugins_retry_decision_wins_over_the_builtin(plugins: PluginSystem) -> None:
+    asked: list[tuple[int, str]] = []
+
+    class AlwaysOnce:
+        @hookimpl
+        def woflo_retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> Any:
+            asked.append((attempt, type(outcome.error).__name__))
+            return 0.0 if attempt == 1 else False
+
+    plugins.add(AlwaysOnce(), name="always-once")
+
+    @task(runner=SequentialTaskRun)  # retries=0: the built-in alone would not retry
+    def fail() -> None:
+        raise KeyError("k")
+
+    run = fail()
+    assert run.attempts == 2
+    assert asked == [(1, "KeyError"), (2, "KeyError")]
+
+    @task(runner=SequentialTaskRun, retries=5)  # the plugin's False wins over retries=5
+    def fail_again() -> None:
+        raise KeyError("k")
+
+    assert fail_again().attempts == 2
+
+
+def test_a_plugin_without_an_opinion_leaves_the_builtin_deciding(plugins: PluginSystem) -> None:
+    class NoOpinion:
+        @hookimpl
+        def woflo_retry_delay(self) -> None:
+            return None
+
+    plugins.add(NoOpinion(), name="no-opinion")
+    run = task(runner=SequentialTaskRun, retries=2)(_raise)()
+    assert run.attempts == 3
+
+
+def _raise() -> None:
+    raise ValueError("x")
+
+
+def test_a_plugin_can_choose_the_default_runner(plugins: PluginSystem) -> None:
+    class Choose:
+        @hookimpl(tryfirst=True)
+        def woflo_default_runner(self) -> str:
+            return "sequential"
+
+    plugins.add(Choose(), name="choose")
+    assert task(lambda: 1).runner is SequentialTaskRun
+
+
+# ---- third-party plugins from a real distribution -------------------------------------------
+
+
+def test_a_third_party_plugin_is_discovered(make_distribution: Any) -> None:
+    make_distribution(
+        "acme-woflo",
+        "1.2",
+        entry_points={"acme": "acme_woflo_good"},
+        modules={"acme_woflo_good": GOOD_PLUGIN},
+    )
+    system = PluginSystem.from_entry_points()
+    info = system.infos["acme"]
+    assert info.distribution == "acme-woflo"
+    assert info.version == "1.2"
+    assert not info.builtin
+    assert info.entry_point == "acme_woflo_good"
+    assert info.runners == ("acme",)
+    assert info.options == ("cache",)
+    assert set(system.infos) >= BUILTINS | {"acme"}
+    set_plugin_system(system)
+    from woflo.runners import AcmeTaskRun  # type: ignore[attr-defined]
+
+    t = task(runner="acme", cache=True)(lambda: "hi")
+    assert t.runner is AcmeTaskRun
+    assert t().get_result() == "hi"
+
+
+def _assert_names_the_culprit(message: str, entry_point: str) -> None:
+    assert "'broken'" in message  # the entry point's name
+    assert entry_point in message  # what it points at
+    assert "acme-broken" in message  # the distribution
+    assert "WOFLO_DISABLE_PLUGINS=broken" in message  # how to run without it
+
+
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        ("import acme_dependency_that_is_missing\n", r"failed to import: ModuleNotFoundError"),
+        ("raise RuntimeError('half-installed')\n", r"failed to import: RuntimeError: half-in"),
+        (
+            """
+            from woflo import hookimpl
+
+            @hookimpl
+            def woflo_run_created(run, colour):
+                pass
+            """,
+            r"(?s)not a valid woflo plugin.*woflo_run_created.*colour",
+        ),
+        (
+            """
+            from woflo import hookimpl
+
+            @hookimpl
+            def woflo_run_finishd(run):
+                pass
+            """,
+            r"(?s)implements a hook woflo does not have.*woflo_run_finishd.*Known hooks: .*"
+            r"woflo_run_finished",
+        ),
+        (
+            """
+            from woflo import hookimpl
+
+            @hookimpl
+            def woflo_add_runners():
+                return [object]
+            """,
+            r"woflo_add_runners returned <class 'object'>",
+        ),
+        (
+            """
+            from woflo import TaskOption, hookimpl
+
+            @hookimpl
+            def woflo_add_options():
+                return [TaskOption("retries")]
+            """,
+            r"task option 'retries' from plugin 'broken' .* already declared by plugin 'retries'",
+        ),
+        (
+            """
+            from woflo import hookimpl
+
+            @hookimpl
+            def woflo_add_options():
+                raise LookupError("no config")
+            """,
+            r"woflo_add_options raised LookupError: no config",
+        ),
+    ],
+    ids=[
+        "import-error",
+        "raises-at-import",
+        "bad-signature",
+        "misspelt-hook",
+        "bad-runner",
+        "option-clash",
+        "registration-raises",
+    ],
+)
+def test_a_broken_plugin_gives_one_clear_error(
+    make_distribution: Any, monkeypatch: pytest.MonkeyPatch, source: str, match: str
+) -> None:
+    module = f"acme_broken_{abs(hash(source))}"
+    make_distribution(
+        "acme-broken", "0.3", entry_points={"broken": module}, modules={module: source}
+    )
+    with pytest.raises(PluginError, match=match) as info:
+        PluginSystem.from_entry_points()
+    _assert_names_the_culprit(str(info.value), module)
+    assert "0.3" in str(info.value) or "acme-broken" in str(info.value)
+
+    # the error says how to run without it, and that works
+    monkeypatch.setenv("WOFLO_DISABLE_PLUGINS", "broken")
+    sys.modules.pop(module, None)
+    system = PluginSystem.from_entry_points()
+    assert "broken" not in system.infos
+    assert set(system.infos) >= BUILTINS
+
+
+def test_a_disabled_plugin_is_not_even_imported(
+    make_distribution: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_distribution(
+        "acme-broken",
+        entry_points={"broken": "acme_never_imported"},
+        modules={"acme_never_imported": "raise SystemExit('imported!')\n"},
+    )
+    monkeypatch.setenv("WOFLO_DISABLE_PLUGINS", "other,broken")
+    PluginSystem.from_entry_points()
+    assert "acme_never_imported" not in sys.modules
+
+
+def test_two_distributions_claiming_one_name(make_distribution: Any) -> None:
+    make_distribution(
+        "acme-one", entry_points={"dup": "acme_dup_one"}, modules={"acme_dup_one": ""}
+    )
+    make_distribution(
+        "acme-two", entry_points={"dup": "acme_dup_two"}, modules={"acme_dup_two": ""}
+    )
+    with pytest.raises(PluginError, match=r"two woflo plugins are named 'dup'.*acme-(one|two)"):
+        PluginSystem.from_entry_points()
+
+
+def test_a_broken_per_task_plugin_is_reported_at_decoration() -> None:
+    class Misspelt:
+        @hookimpl
+        def woflo_attempt_finishd(self) -> None:
+            pass
+
+    with pytest.raises(PluginError, match=r"woflo_attempt_finishd.*Fix or remove the plugin"):
+        task(runner=SequentialTaskRun, plugins=[Misspelt()])(lambda: 1)
+
+
+# ---- the hook specifications and the facade -------------------------------------------------
+
+REGISTRATION = {"woflo_add_runners", "woflo_add_options", "woflo_default_runner"}
+
+
+def _specs() -> dict[str, Any]:
+    return {name: fn for name, fn in vars(hookspecs).items() if name.startswith("woflo_")}
+
+
+def test_every_hook_is_documented() -> None:
+    specs = _specs()
+    assert len(specs) >= 10
+    for name, spec in specs.items():
+        doc = inspect.getdoc(spec)
+        assert doc, f"{name} has no docstring"
+        assert "Fires" in doc, f"{name}: say when it fires"
+        assert "process" in doc, f"{name}: say in which process it fires"
+        for param in inspect.signature(spec).parameters:
+            assert f":param {param}:" in doc, f"{name}: document {param}"
+        if inspect.signature(spec).return_annotation not in ("None", None):
+            assert ":return:" in doc, f"{name}: say what a return value means"
+        if getattr(spec, "woflo_spec", {}).get("firstresult"):
+            assert "First non-``None`` result wins" in " ".join(doc.split()), name
+
+
+def test_the_facade_matches_the_specs() -> None:
+    specs = _specs()
+    called = set(specs) - REGISTRATION
+    assert called, "no lifecycle, decision or execution hooks?"
+    for name in called:
+        method = getattr(Hooks, name.removeprefix("woflo_"), None)
+        assert method is not None, f"Hooks has no method for {name}"
+        facade = list(inspect.signature(method).parameters)[1:]  # without self
+        spec = list(inspect.signature(specs[name]).parameters)
+        assert facade == spec, f"Hooks.{name.removeprefix('woflo_')}{facade} != {name}{spec}"
+
+
+def test_the_plugin_manager_knows_every_spec(plugins: PluginSystem) -> None:
+    assert plugins.hook_names() == sorted(_specs())
+    for name in _specs():
+        assert getattr(plugins.pm.hook, name).has_spec()

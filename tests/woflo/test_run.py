@@ -1,0 +1,474 @@
+"""``BaseTaskRun``: states, waiting, stopping, the lifecycle hook order, failing hooks.
+
+The sequential runner runs most of these; two small runners defined here cover what it cannot:
+``Parked`` starts attempts and never finishes them (a run that is still going), ``Threaded``
+finishes each attempt from a thread of its own (a non-blocking runner, retried by the core).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import pytest
+
+from woflo import BaseTaskRun, Outcome, RunState, TaskCall, WaitTimeout, hookimpl, task
+from woflo._plugins import PluginSystem
+from woflo.errors import TaskStopped, WofloError
+from woflo.runners import SequentialTaskRun
+
+Recorder = Any  # tests/conftest.py's Recorder, reached through the fixtures
+
+
+class Boom(Exception):
+    """The task's own exception type."""
+
+
+class Parked(BaseTaskRun[Any]):
+    """Starts each attempt and never finishes it; ``_kill_attempt`` records the kill."""
+
+    name = "parked"
+
+    def _start_attempt(self, call: TaskCall) -> None:
+        self.killed: list[int] = []
+        self._attempt_started(call)
+
+    def _kill_attempt(self, call: TaskCall) -> None:
+        self.killed.append(call.attempt)
+
+
+class Threaded(BaseTaskRun[Any]):
+    """Executes each attempt in a new thread and reports from there."""
+
+    name = "threaded"
+
+    def _start_attempt(self, call: TaskCall) -> None:
+        def work() -> None:
+            self._attempt_started(call)
+            self._attempt_finished(call, self._execute(call))
+
+        threading.Thread(target=work, daemon=True).start()
+
+
+@pytest.fixture
+def parked_run() -> Any:
+    """A non-blocking run that stays running until the test (or teardown) stops it."""
+    run = task(runner=Parked)(lambda: 1)()
+    yield run
+    run.stop()
+
+
+# ---- results and errors ---------------------------------------------------------------------
+
+
+def test_completed_run() -> None:
+    run = task(runner=SequentialTaskRun)(lambda x: x * 2)(21)
+    assert run.state is RunState.COMPLETED
+    assert run.state.is_final
+    assert not run.is_running()
+    assert run.get_result() == 42
+    assert run.get_result(timeout=0) == 42
+    assert run.exception() is None
+    assert run.attempts == 1
+    assert run.errors == ()
+    assert run.wait() is True
+    assert run.wait(timeout=0) is True
+    assert run.duration >= 0
+    assert len(run.run_id) == 16
+    assert "completed" in repr(run)
+
+
+def test_failed_run_reraises_the_tasks_own_exception() -> None:
+    @task(runner=SequentialTaskRun)
+    def fail() -> None:
+        raise Boom("bad input")
+
+    run = fail()
+    assert run.state is RunState.FAILED
+    with pytest.raises(Boom, match="bad input") as info:
+        run.get_result()
+    assert info.value is run.exception()
+    assert run.errors == (info.value,)
+    assert run.attempts == 1
+    assert not isinstance(info.value, WofloError)  # never wrapped
+
+
+def test_every_run_has_its_own_id_and_task() -> None:
+    t = task(runner=SequentialTaskRun)(lambda: None)
+    a, b = t(), t()
+    assert a.run_id != b.run_id
+    assert a.task is t
+    assert b.task is t
+
+
+def test_run_states_are_documented_and_final_ones_marked() -> None:
+    assert {s.value for s in RunState} == {
+        "pending",
+        "running",
+        "awaiting_retry",
+        "completed",
+        "failed",
+        "crashed",
+        "timed_out",
+        "stopped",
+    }
+    assert {s for s in RunState if s.is_final} == {
+        RunState.COMPLETED,
+        RunState.FAILED,
+        RunState.CRASHED,
+        RunState.TIMED_OUT,
+        RunState.STOPPED,
+    }
+    assert str(RunState.AWAITING_RETRY) == "awaiting_retry"
+
+
+# ---- waiting with a timeout, stopping -------------------------------------------------------
+
+
+def test_waiting_on_an_unfinished_run_times_out(parked_run: BaseTaskRun[Any]) -> None:
+    run = parked_run
+    assert run.is_running()
+    assert run.state is RunState.RUNNING
+    assert run.attempts == 1
+    assert run.wait(timeout=0.01) is False
+    with pytest.raises(WaitTimeout, match=r"still running after 0.01 s") as info:
+        run.get_result(timeout=0.01)
+    assert isinstance(info.value, TimeoutError)  # `except TimeoutError` catches it too
+    with pytest.raises(WaitTimeout):
+        run.exception(timeout=0)
+    assert run.is_running()  # the run goes on
+
+
+def test_stop_ends_a_running_run(recorder: Recorder, parked_run: Any) -> None:
+    run = parked_run
+    assert run.stop() is True
+    assert run.state is RunState.STOPPED
+    assert not run.is_running()
+    assert run.killed == [1]
+    with pytest.raises(TaskStopped, match=run.run_id):
+        run.get_result(timeout=0)
+    assert isinstance(run.exception(), TaskStopped)
+    assert run.stop() is False  # idempotent
+    assert run.stop() is False
+    assert recorder.calls == [
+        ("run_created", 0, "pending"),
+        ("attempt_started", 1, "running"),
+        ("attempt_finished", 1, "stopped"),
+        ("run_finished", 1, "stopped"),
+    ]
+    assert isinstance(recorder.outcomes[0].error, TaskStopped)
+
+
+def test_stop_of_a_final_run_returns_false(recorder: Recorder) -> None:
+    run = task(runner=SequentialTaskRun)(lambda: 1)()
+    assert run.stop() is False
+    assert run.state is RunState.COMPLETED
+    assert run.get_result() == 1
+    assert recorder.hooks.count("run_finished") == 1
+
+
+def test_stop_from_another_thread_wakes_a_waiter(parked_run: BaseTaskRun[Any]) -> None:
+    waiting = threading.Event()
+
+    def stop_when_waiting() -> None:
+        waiting.wait(5)
+        parked_run.stop()
+
+    stopper = threading.Thread(target=stop_when_waiting)
+    stopper.start()
+    waiting.set()
+    with pytest.raises(TaskStopped):
+        parked_run.get_result(timeout=5)
+    stopper.join(5)
+    assert parked_run.state is RunState.STOPPED
+
+
+def test_a_non_blocking_runner_is_retried_by_the_core(recorder: Recorder) -> None:
+    calls: list[int] = []
+
+    @task(runner=Threaded, retries=2, retry_sleep_time=0.01)
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise Boom(len(calls))
+        return "ok"
+
+    run = flaky()
+    assert run.get_result(timeout=10) == "ok"
+    assert run.wait(timeout=10)
+    assert run.attempts == 3
+    assert [str(e) for e in run.errors] == ["1", "2"]
+    assert recorder.hooks == [
+        "run_created",
+        *["attempt_started", "attempt_finished", "retry_scheduled"] * 2,
+        "attempt_started",
+        "attempt_finished",
+        "run_finished",
+    ]
+
+
+def test_a_runner_that_cannot_start_an_attempt_fails_the_run() -> None:
+    class Broken(BaseTaskRun[Any]):
+        name = "broken"
+        blocking = True
+
+        def _start_attempt(self, call: TaskCall) -> None:
+            raise OSError("no worker")
+
+    run = task(runner=Broken)(lambda: 1)()
+    assert run.state is RunState.FAILED
+    with pytest.raises(OSError, match="no worker"):
+        run.get_result()
+
+
+# ---- the lifecycle hook order ---------------------------------------------------------------
+
+
+def test_hook_order_of_a_success(recorder: Recorder) -> None:
+    run = task(runner=SequentialTaskRun)(lambda: 1)()
+    assert recorder.runs == [run]
+    assert recorder.calls == [
+        ("run_created", 0, "pending"),
+        ("attempt_started", 1, "running"),
+        ("attempt_finished", 1, "running"),
+        ("run_finished", 1, "completed"),
+    ]
+    assert recorder.outcomes[0].ok
+    assert recorder.outcomes[0].value == 1
+    assert recorder.outcomes[0].duration >= 0
+
+
+def test_hook_order_of_a_failure(recorder: Recorder) -> None:
+    @task(runner=SequentialTaskRun)
+    def fail() -> None:
+        raise Boom("x")
+
+    fail()
+    assert recorder.calls == [
+        ("run_created", 0, "pending"),
+        ("attempt_started", 1, "running"),
+        ("attempt_finished", 1, "running"),
+        ("run_finished", 1, "failed"),
+    ]
+    assert isinstance(recorder.outcomes[0].error, Boom)
+    assert not recorder.outcomes[0].ok
+
+
+def test_hook_order_of_a_retried_success(recorder: Recorder) -> None:
+    attempts: list[int] = []
+
+    @task(runner=SequentialTaskRun, retries=3, retry_sleep_time=0)
+    def flaky() -> int:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise Boom(len(attempts))
+        return len(attempts)
+
+    run = flaky()
+    assert run.get_result() == 3
+    assert recorder.calls == [
+        ("run_created", 0, "pending"),
+        ("attempt_started", 1, "running"),
+        ("attempt_finished", 1, "running"),
+        ("retry_scheduled", 1, "awaiting_retry"),
+        ("attempt_started", 2, "running"),
+        ("attempt_finished", 2, "running"),
+        ("retry_scheduled", 2, "awaiting_retry"),
+        ("attempt_started", 3, "running"),
+        ("attempt_finished", 3, "running"),
+        ("run_finished", 3, "completed"),
+    ]
+    assert recorder.delays == [0.0, 0.0]
+
+
+def test_hook_order_when_retries_run_out(recorder: Recorder) -> None:
+    @task(runner=SequentialTaskRun, retries=1)
+    def fail() -> None:
+        raise Boom("x")
+
+    fail()
+    assert recorder.calls == [
+        ("run_created", 0, "pending"),
+        ("attempt_started", 1, "running"),
+        ("attempt_finished", 1, "running"),
+        ("retry_scheduled", 1, "awaiting_retry"),
+        ("attempt_started", 2, "running"),
+        ("attempt_finished", 2, "running"),
+        ("run_finished", 2, "failed"),
+    ]
+
+
+def test_per_task_plugins_see_only_their_tasks_runs(make_recorder: Any) -> None:
+    mine = make_recorder()
+    with_plugin = task(runner=SequentialTaskRun, plugins=[mine])(lambda: 1)
+    without = task(runner=SequentialTaskRun)(lambda: 2)
+    without()
+    assert mine.calls == []
+    with_plugin()
+    assert mine.hooks == ["run_created", "attempt_started", "attempt_finished", "run_finished"]
+
+
+# ---- a failing hook implementation ----------------------------------------------------------
+
+
+class Faulty:
+    """Raises in every lifecycle hook."""
+
+    @hookimpl
+    def woflo_run_created(self) -> None:
+        raise RuntimeError("created hook broke")
+
+    @hookimpl
+    def woflo_attempt_started(self, attempt: int) -> None:
+        raise RuntimeError(f"started hook broke on {attempt}")
+
+    @hookimpl
+    def woflo_attempt_finished(self) -> None:
+        raise RuntimeError("finished hook broke")
+
+    @hookimpl
+    def woflo_retry_scheduled(self) -> None:
+        raise RuntimeError("retry hook broke")
+
+    @hookimpl
+    def woflo_run_finished(self) -> None:
+        raise RuntimeError("run_finished hook broke")
+
+
+@pytest.mark.parametrize("faulty_first", [True, False], ids=["before-recorder", "after-recorder"])
+def test_a_failing_hook_does_not_corrupt_the_run(
+    plugins: PluginSystem,
+    caplog: pytest.LogCaptureFixture,
+    make_recorder: Any,
+    faulty_first: bool,
+) -> None:
+    # pluggy calls the most recently registered first: cover the faulty one on either side
+    recorder = make_recorder()
+    pair: list[tuple[object, str]] = [(Faulty(), "faulty"), (recorder, "recorder")]
+    for plugin, name in pair if not faulty_first else reversed(pair):
+        plugins.add(plugin, name=name)
+    attempts: list[int] = []
+
+    @task(runner=SequentialTaskRun, retries=1)
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Boom("first")
+        return "done"
+
+    with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
+        run = flaky()
+    assert run.state is RunState.COMPLETED
+    assert run.get_result() == "done"
+    assert not run.is_running()
+    assert run.attempts == 2
+    # the other plugin saw everything
+    assert recorder.calls[-1] == ("run_finished", 2, "completed")
+    assert len(recorder.calls) == 7
+    # every failure is kept on the run and logged on 'woflo.plugins'
+    messages = [str(e) for e in run.hook_errors]
+    assert messages == [
+        "created hook broke",
+        "started hook broke on 1",
+        "finished hook broke",
+        "retry hook broke",
+        "started hook broke on 2",
+        "finished hook broke",
+        "run_finished hook broke",
+    ]
+    records = [r for r in caplog.records if r.name == "woflo.plugins"]
+    assert len(records) == 7
+    assert all(r.levelno == logging.ERROR for r in records)
+    assert "woflo_run_created of plugin 'faulty'" in records[0].getMessage()
+    assert run.run_id in records[0].getMessage()
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is run.hook_errors[0]
+
+
+def test_a_failing_decision_hook_counts_as_no_retry(
+    plugins: PluginSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    class BadPolicy:
+        @hookimpl
+        def woflo_retry_delay(self) -> float:
+            raise RuntimeError("policy broke")
+
+    plugins.add(BadPolicy(), name="bad-policy")
+
+    @task(runner=SequentialTaskRun, retries=3)
+    def fail() -> None:
+        raise Boom("x")
+
+    with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
+        run = fail()
+    assert run.state is RunState.FAILED
+    assert run.attempts == 1
+    assert [str(e) for e in run.hook_errors] == ["policy broke"]
+    assert "woflo_retry_delay" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("answer", [-1, "soon", True, [1]])
+def test_a_bad_retry_delay_is_reported_and_not_retried(
+    plugins: PluginSystem, caplog: pytest.LogCaptureFixture, answer: object
+) -> None:
+    class Odd:
+        @hookimpl
+        def woflo_retry_delay(self) -> object:
+            return answer
+
+    plugins.add(Odd(), name="odd")
+
+    @task(runner=SequentialTaskRun)
+    def fail() -> None:
+        raise Boom("x")
+
+    with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
+        run = fail()
+    assert run.state is RunState.FAILED
+    assert run.attempts == 1
+    assert len(run.hook_errors) == 1
+    assert "expected seconds >= 0" in str(run.hook_errors[0])
+
+
+def test_lifecycle_hooks_cannot_be_wrappers(plugins: PluginSystem) -> None:
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def woflo_run_finished(self, run: BaseTaskRun[Any]) -> Any:
+            return (yield)
+
+    with pytest.raises(WofloError, match="lifecycle notification and cannot be a wrapper"):
+        plugins.add(Wrapping(), name="wrapping")
+    assert "wrapping" not in plugins.infos
+
+
+def test_an_execution_wrapper_runs_around_every_attempt(plugins: PluginSystem) -> None:
+    seen: list[tuple[str, int, object]] = []
+
+    class Around:
+        @hookimpl(wrapper=True)
+        def woflo_execute_attempt(self, call: TaskCall) -> Any:
+            seen.append(("before", call.attempt, call.task_name))
+            outcome: Outcome = yield
+            seen.append(("after", call.attempt, outcome.value))
+            return outcome
+
+    plugins.add(Around(), name="around")
+    run = task(runner=SequentialTaskRun, name="t")(lambda: 7)()
+    assert run.get_result() == 7
+    assert seen == [("before", 1, "t"), ("after", 1, 7)]
+
+
+def test_run_finished_fires_before_waiters_are_woken(plugins: PluginSystem) -> None:
+    seen: list[tuple[bool, bool, str, object]] = []
+
+    class Watch:
+        @hookimpl
+        def woflo_run_finished(self, run: BaseTaskRun[Any]) -> None:
+            # the run is final, its error readable at once, but nobody is woken yet
+            seen.append((run.is_running(), run.wait(0), run.state.value, run.exception()))
+
+    plugins.add(Watch(), name="watch")
+    run = task(runner=SequentialTaskRun)(lambda: 1)()
+    assert seen == [(True, False, "completed", None)]
+    assert not run.is_running()
