@@ -185,6 +185,20 @@ class PluginSystem:
         if registered is None:  # blocked
             return name or ""
         plugin_name = self.pm.get_name(plugin) or registered
+        implemented = {impl.function.__name__ for impl in self._impls_of(plugin)}
+        unmarked = sorted(
+            attr
+            for attr in dir(plugin)
+            if attr.startswith("woflo_")
+            and attr not in implemented
+            and callable(getattr(plugin, attr, None))
+        )
+        if unmarked:
+            self.pm.unregister(plugin)
+            raise PluginError(
+                f"{origin} defines {', '.join(unmarked)} without @woflo.hookimpl, so woflo "
+                f"would never call it; mark it. {_how_to_disable(name)}"
+            )
         for impl in self._impls_of(plugin):
             if (impl.hookwrapper or impl.wrapper) and impl.function.__name__ in _NOTIFICATIONS:
                 self.pm.unregister(plugin)
@@ -381,9 +395,29 @@ class Hooks:
             return None
         return float(delay)
 
+    def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
+        """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
+        try:
+            limits = self._relay.woflo_attempt_deadline(run=run, attempt=attempt)
+        except Exception as exc:
+            run._report_hook_error("woflo_attempt_deadline", exc)
+            return None
+        numbers = [
+            float(limit)
+            for limit in limits
+            if isinstance(limit, int | float) and not isinstance(limit, bool)
+        ]
+        return min(numbers) if numbers else None
+
     def execute_attempt(self, call: TaskCall) -> Outcome:
-        """Execute ``call`` through the execution wrappers; always returns an outcome."""
-        return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
+        """Execute ``call`` through the execution wrappers; always returns an outcome.
+
+        An exception from a wrapper (not from the task) is the attempt's failure too.
+        """
+        try:
+            return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
+        except BaseException as error:
+            return Outcome(error=error)
 
     @staticmethod
     def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
@@ -418,7 +452,8 @@ def _dist_label(ep: EntryPoint) -> str:
 def _origin(name: str | None, entry_point: str | None, distribution: str | None) -> str:
     if entry_point is None:
         return f"plugin {name!r}" if name else "plugin"
-    return f"plugin {name!r} (entry point {entry_point!r} from distribution {distribution})"
+    source = f"distribution {distribution}" if distribution else "no known distribution"
+    return f"plugin {name!r} (entry point {entry_point!r} from {source})"
 
 
 def _how_to_disable(name: str | None) -> str:

@@ -93,6 +93,9 @@ class BaseTaskRun(Generic[R]):
         self._call: TaskCall | None = None
         self._call_started = False
         self._timer: TimerHandle | None = None
+        self._deadline: TimerHandle | None = None
+        self._timed_out: TaskTimeout | None = None
+        self._limited = False
         self._retry_delay: float | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -166,6 +169,8 @@ class BaseTaskRun(Generic[R]):
             if self._state.is_final:
                 return False
             call, started, timer = self._call, self._call_started, self._timer
+            if self._deadline is not None:
+                self._deadline.cancel()
             self._call = None
             self._state = RunState.STOPPED  # claimed: no other transition can win from here
         if timer is not None:
@@ -213,6 +218,16 @@ class BaseTaskRun(Generic[R]):
             self._call_started = True
             self._attempts = call.attempt
             self._state = RunState.RUNNING
+            limited = self._limited
+        if limited:  # ask again now that it runs: time spent pending counts against a budget
+            limit = self._hooks.attempt_deadline(self, call.attempt)
+            if limit is not None:
+                deadline = scheduler.call_later(limit, lambda: self._deadline_passed(call, limit))
+                with self._lock:
+                    if self._call is call:
+                        self._deadline = deadline
+                    else:
+                        deadline.cancel()
         self._hooks.attempt_started(self, call.attempt)
 
     def _attempt_finished(
@@ -228,8 +243,14 @@ class BaseTaskRun(Generic[R]):
             if self._call is not call:
                 return
             self._call = None
+            deadline, self._deadline = self._deadline, None
+            timed_out, self._timed_out = self._timed_out, None
+            if timed_out is not None:  # killed for its deadline: whatever it reported, it timed out
+                outcome = Outcome(error=timed_out, duration=outcome.duration)
             if outcome.error is not None:
                 self._errors.append(outcome.error)
+        if deadline is not None:
+            deadline.cancel()
         self._hooks.attempt_finished(self, call.attempt, outcome)
         if outcome.error is None or not may_retry:
             self._end(_final_state(outcome), outcome)
@@ -268,10 +289,19 @@ class BaseTaskRun(Generic[R]):
             self._begin_attempt()
 
     def _begin_attempt(self) -> None:
+        limit = self._hooks.attempt_deadline(self, self._attempts + 1)
+        if limit is not None and limit <= 0:
+            error = TaskTimeout(
+                f"run {self.run_id} of task {self.task.name!r} spent its time budget before "
+                f"attempt {self._attempts + 1} could start"
+            )
+            self._end(RunState.TIMED_OUT, Outcome(error=error))
+            return
         with self._lock:
             if self._state.is_final:
                 return
             self._timer = None
+            self._limited = limit is not None
             self._state = RunState.PENDING
             call = TaskCall(
                 self.task.name,
@@ -286,6 +316,19 @@ class BaseTaskRun(Generic[R]):
             self._start_attempt(call)
         except Exception as exc:  # a runner that cannot start the attempt ends it with the error
             self._attempt_finished(call, Outcome(error=exc))
+
+    def _deadline_passed(self, call: TaskCall, limit: float) -> None:
+        with self._lock:
+            if self._call is not call:
+                return
+            self._timed_out = TaskTimeout(
+                f"attempt {call.attempt} of task {self.task.name!r} (run {self.run_id}) ran "
+                f"past its {limit:g} s limit"
+            )
+        try:
+            self._kill_attempt(call)
+        except Exception as exc:
+            self._report_hook_error(f"{type(self).__name__}._kill_attempt", exc)
 
     def _wait_outcome(self, timeout: float | None) -> Outcome:
         if self._outcome is None and not self._done.wait(timeout):

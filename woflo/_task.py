@@ -212,6 +212,7 @@ def _check_options(
             try:
                 value = option.validate(value)
             except (TypeError, ValueError) as exc:
-                raise type(exc)(f"{task_name}: {name}={given[name]!r}: {exc}") from None
+                kind = ValueError if isinstance(exc, ValueError) else TypeError
+                raise kind(f"{task_name}: {name}={given[name]!r}: {exc}") from exc
         values[name] = value
     return values

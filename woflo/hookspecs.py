@@ -20,13 +20,16 @@ Hooks come in four families, in this order of a run's life:
   on its own: one that raises is reported (logged on the ``woflo.plugins`` logger and kept in
   :attr:`woflo.BaseTaskRun.hook_errors`) and the others still run; the run's state is never
   affected. Lifecycle hooks cannot be wrappers.
-* **decisions**: ``firstresult`` hooks; the first implementation that returns something other than
-  ``None`` decides, in pluggy's call order (``tryfirst`` first, then the most recently registered).
-  A decision hook that raises is reported like a lifecycle hook and counts as "no retry".
+* **decisions**: asked in the calling process. ``woflo_retry_delay`` is ``firstresult``: the first
+  implementation that returns something other than ``None`` decides, in pluggy's call order
+  (``tryfirst`` first, then the most recently registered); wrappers see the answer and may change
+  it. ``woflo_attempt_deadline`` asks everyone and takes the smallest limit. A decision hook that
+  raises is reported like a lifecycle hook and counts as "no retry" / "no limit".
 * **execution**: fired where the attempt executes (a worker process for the multiprocess runner),
   around the call of the task's function. Plugins implement it as a wrapper
   (``@hookimpl(wrapper=True)``) to bind log context or open a tracing span; such plugins must be
-  importable in the worker.
+  importable in the worker. Unlike lifecycle hooks, an exception raised by an execution wrapper
+  is the attempt's failure (it may be retried), since it happened where the task ran.
 """
 
 from __future__ import annotations
@@ -166,6 +169,28 @@ def woflo_retry_delay(
     :param outcome: its outcome; ``outcome.error`` is the exception.
     :return: seconds to wait before the next attempt (a number ``>= 0``) to retry, ``False`` to
         end the run with this error, ``None`` for no opinion (no plugin deciding means no retry).
+    """
+
+
+@hookspec
+def woflo_attempt_deadline(run: BaseTaskRun[Any], attempt: int) -> float | None:
+    """Limit how long an attempt may run.
+
+    Fires in the calling process before an attempt is handed to the runner (``run.attempts``
+    is still the previous count) and again when it starts executing. Every implementation is
+    asked; the smallest limit wins.
+
+    When the limit passes, woflo asks the runner to kill the attempt (the multiprocess runner
+    kills the worker's process group) and the attempt ends with
+    :class:`woflo.errors.TaskTimeout` once the runner reports it ended (for the multiprocess
+    runner: once the worker is confirmed dead), so a retry never overlaps the attempt it
+    replaces. A runner that cannot kill (sequential) lets the attempt run to its end and then
+    counts it as timed out, discarding its result.
+
+    :param run: the run (``run.duration`` is the time since the call).
+    :param attempt: the number of the attempt, from 1.
+    :return: seconds the attempt may run, or ``None`` for no limit. A limit ``<= 0`` before
+        the attempt starts ends the run ``timed_out`` without starting it.
     """
 
 

@@ -16,7 +16,7 @@ import pytest
 from woflo._cli import main
 from woflo._plugins import PluginSystem, set_plugin_system
 
-BUILTINS = {"sequential", "retries", "logging"}
+BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
 
 
 def _env() -> dict[str, str]:
@@ -38,7 +38,7 @@ def test_plugins_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"woflo {version('woflo')}" in line
         assert f"(woflo_plugins.{name})" in line
     assert "    runners: sequential" in lines
-    assert "    options: retries, retry_sleep_time" in lines
+    assert any(line.startswith("    options: retries, retry_sleep_time") for line in lines)
     assert any(line.startswith("    hooks: ") and "woflo_retry_delay" in line for line in lines)
 
 
@@ -59,7 +59,8 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
         assert all(hook.startswith("woflo_") for hook in row["hooks"])
     assert rows["sequential"]["runners"] == ["sequential"]
     assert "woflo_add_runners" in rows["sequential"]["hooks"]
-    assert rows["retries"]["options"] == ["retries", "retry_sleep_time"]
+    assert rows["retries"]["options"][:2] == ["retries", "retry_sleep_time"]
+    assert rows["timeouts"]["options"] == ["timeout", "total_timeout"]
     assert rows["retries"]["hooks"] == ["woflo_add_options", "woflo_retry_delay"]
     assert "woflo_run_finished" in rows["logging"]["hooks"]
 

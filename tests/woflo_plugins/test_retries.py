@@ -78,4 +78,9 @@ def test_retries_declares_its_options(plugins: PluginSystem) -> None:
 def test_without_the_plugin_nothing_is_retried() -> None:
     system = PluginSystem.from_entry_points(disabled=["retries"])
     assert "retries" not in system.options
-    assert not any("woflo_retry_delay" in info.hooks for info in system.infos.values())
+    deciders = [
+        impl.plugin_name
+        for impl in system.pm.hook.woflo_retry_delay.get_hookimpls()
+        if not impl.wrapper
+    ]
+    assert deciders == []  # the timeouts plugin only wraps a decision; it never makes one

@@ -158,7 +158,7 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
         _get_pool().submit(self, call, self._entry, self._args_blob)
 
     def _kill_attempt(self, call: TaskCall) -> None:
-        _get_pool().kill(self, call, "stop")
+        _get_pool().kill(self, call)
 
 
 def _check_max_concurrency(value: Any) -> int | None:

@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from woflo import Outcome, TaskCall
-from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout, WofloError
+from woflo.errors import TaskCrashed, TaskStopped, WofloError
 from woflo_plugins.multiprocess import _serialize
 from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
 
@@ -47,7 +47,7 @@ MAX_STARTING = 4
 
 
 class _Job:
-    __slots__ = ("args_blob", "call", "enqueued", "kill_reason", "limit", "run", "task", "worker")
+    __slots__ = ("args_blob", "call", "enqueued", "killed", "limit", "run", "task", "worker")
 
     def __init__(self, run: Any, call: TaskCall, task: Any, args_blob: bytes, limit: int | None):
         self.run = run
@@ -57,7 +57,7 @@ class _Job:
         self.limit = limit
         self.worker: _Worker | None = None
         self.enqueued = 0.0
-        self.kill_reason: str | None = None
+        self.killed = False
 
 
 class _Worker:
@@ -138,8 +138,12 @@ class Pool:
             return
         self._start(worker, job)
 
-    def kill(self, run: Any, call: TaskCall, reason: str) -> None:
-        """Stop ``call``: drop it if pending, else kill its worker's process group."""
+    def kill(self, run: Any, call: TaskCall) -> None:
+        """Stop ``call``: drop it if pending, else kill its worker's process group.
+
+        Either way the attempt is then reported ended with :class:`TaskStopped` (the core turns
+        that into :class:`TaskTimeout` when it asked for the kill because of a deadline).
+        """
         job: _Job | None = getattr(run, "_mp_job", None)
         if job is None or job.call is not call:
             return
@@ -154,12 +158,11 @@ class Pool:
             else:
                 pending = False
                 worker = job.worker
-                job.kill_reason = reason
+                job.killed = True
                 if worker.kill_at is None:
                     worker.kill_at = time.monotonic() + self.kill_grace
         if pending:
-            if reason == "timeout":  # cannot happen for the core, which times started attempts
-                run._attempt_finished(call, Outcome(error=TaskTimeout("timed out while pending")))
+            run._attempt_finished(call, Outcome(error=_stopped(job)))
             return
         _killpg(worker.pid, signal.SIGTERM)
         self._wake()
@@ -411,8 +414,6 @@ class Pool:
                     self._assign(worker, following)
         if following is not None:
             self._start(worker, following)
-        if job.kill_reason == "timeout":
-            outcome = Outcome(error=_timeout(job), duration=duration)
         job.run._attempt_finished(job.call, outcome)
 
     def _worker_exited(self, pid: int, exitcode: int) -> None:
@@ -440,10 +441,8 @@ class Pool:
         worker.conn.close()
         if job is None:
             return
-        if job.kill_reason == "timeout":
-            error: BaseException = _timeout(job)
-        elif job.kill_reason == "stop":
-            error = TaskStopped(f"run {job.call.run_id} of task {job.call.task_name!r} was stopped")
+        if job.killed:
+            error: BaseException = _stopped(job)
         else:
             how = (
                 f"was killed by signal {_signal_name(-exitcode)}"
@@ -515,10 +514,10 @@ class Pool:
             job.run._attempt_finished(job.call, Outcome(error=error))
 
 
-def _timeout(job: _Job) -> TaskTimeout:
-    return TaskTimeout(
+def _stopped(job: _Job) -> TaskStopped:
+    return TaskStopped(
         f"attempt {job.call.attempt} of task {job.call.task_name!r} (run {job.call.run_id}) "
-        "ran past its deadline and was killed"
+        "was killed on request"
     )
 
 
