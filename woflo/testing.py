@@ -297,7 +297,7 @@ class RunnerConformance:
             self._task(raise_value_error, retries=1, retry_sleep_time=WAIT * 10), "again"
         )
         assert self.recorder.events["retry_scheduled"].wait(WAIT)
-        assert run.state is RunState.AWAITING_RETRY
+        assert run.state.value == "awaiting_retry"
         assert run.attempts == 1
         assert run.stop() is True
         assert run.wait(WAIT)
