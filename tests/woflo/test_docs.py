@@ -1,0 +1,24 @@
+"""The plugin author's guide covers every hook, and the README keeps its two commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from woflo._plugins import _hook_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_hook_is_in_the_plugin_guide() -> None:
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    missing = [name for name in _hook_names() if f"`{name}`" not in guide]
+    assert missing == []
+
+
+def test_readme_has_the_demo_and_test_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "python3 -m venv .venv" in readme
+    assert "examples/quickstart.py" in readme
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    test_command = next(line for line in ci.splitlines() if "pytest" in line)
+    assert test_command.strip() in readme
