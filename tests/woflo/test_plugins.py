@@ -307,6 +307,37 @@ def test_two_distributions_claiming_one_name(make_distribution: Any) -> None:
         PluginSystem.from_entry_points()
 
 
+def test_two_distributions_registering_one_runner_name(make_distribution: Any) -> None:
+    source = """
+        from woflo import BaseTaskRun, hookimpl
+
+        class {cls}(BaseTaskRun):
+            name = "fast"
+
+        @hookimpl
+        def woflo_add_runners():
+            return [{cls}]
+        """
+    make_distribution(
+        "acme-fast-one",
+        "1.1",
+        entry_points={"fast-one": "acme_fast_one"},
+        modules={"acme_fast_one": source.format(cls="FastOneTaskRun")},
+    )
+    make_distribution(
+        "acme-fast-two",
+        "2.2",
+        entry_points={"fast-two": "acme_fast_two"},
+        modules={"acme_fast_two": source.format(cls="FastTwoTaskRun")},
+    )
+    with pytest.raises(PluginError, match=r"runner 'fast'") as info:
+        PluginSystem.from_entry_points()
+    message = str(info.value)
+    assert "acme-fast-one" in message
+    assert "acme-fast-two" in message
+    assert "WOFLO_DISABLE_PLUGINS=fast-" in message
+
+
 def test_a_broken_per_task_plugin_is_reported_at_decoration() -> None:
     class Misspelt:
         @hookimpl
