@@ -26,9 +26,24 @@ def _plugin_rows(hook: str | None) -> list[dict[str, Any]]:
                 "hooks": list(info.hooks),
                 "runners": list(info.runners),
                 "options": list(info.options),
+                "unavailable": {
+                    name: reason
+                    for name in info.runners
+                    if (reason := _unavailable(system.runners[name])) is not None
+                },
             }
         )
     return sorted(rows, key=lambda row: (not row["builtin"], row["name"]))
+
+
+def _unavailable(runner: Any) -> str | None:
+    from woflo.errors import WofloError
+
+    try:
+        runner._check_available()
+    except WofloError as exc:
+        return str(exc)
+    return None
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -46,6 +61,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         for label in ("runners", "options", "hooks"):
             if row[label]:
                 print(f"    {label}: {', '.join(row[label])}")
+        for runner, reason in row["unavailable"].items():
+            print(f"    unavailable: {runner}: {reason}")
 
 
 def _version_text() -> str:

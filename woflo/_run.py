@@ -69,6 +69,8 @@ class BaseTaskRun(Generic[R]):
       killed runs to its end; its result is discarded).
     * ``_prepare()`` (optional): runs in the caller before the run starts; raise to fail the
       call itself (e.g. an argument that cannot be sent to a worker).
+    * ``_check_available()`` (optional classmethod): raise if the runner cannot work here (a
+      missing package); checked when a task is decorated.
 
     Set ``blocking = True`` for a runner that executes in the calling thread: the core then
     performs retry sleeps in the caller and the call returns a finished run.
@@ -193,6 +195,14 @@ class BaseTaskRun(Generic[R]):
         )
 
     # ---- what a runner implements ----------------------------------------------------------
+
+    @classmethod
+    def _check_available(cls) -> None:
+        """Raise :class:`~woflo.errors.WofloError` if this runner cannot work here (optional).
+
+        Called when a task using the runner is decorated, and by ``woflo plugins``; say what is
+        missing and how to get it (for example an extra to install).
+        """
 
     def _prepare(self) -> None:
         """Check and prepare the call in the caller, before the run starts (optional)."""

@@ -54,6 +54,7 @@ class Task(Generic[P, R]):
             system = system.derive(self.plugins, owner=f"task {self.name!r}")
         self._plugins: PluginSystem = system
         self.runner = _resolve_runner(runner, system, self.name)
+        self.runner._check_available()
         self._runner_arg = runner
         self.options = types.MappingProxyType(
             _check_options(options, system, f"task {self.name!r}")

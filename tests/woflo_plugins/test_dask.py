@@ -1,0 +1,127 @@
+"""DaskTaskRun against a real LocalCluster (worker processes)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from woflo import RunState, task
+from woflo.errors import WofloError
+from woflo.testing import fail_times, runner_conformance
+
+distributed = pytest.importorskip("distributed")
+
+from woflo_plugins import dask as woflo_dask  # noqa: E402
+from woflo_plugins.dask import DaskTaskRun  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster() -> Iterator[Any]:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as local,
+        distributed.Client(local, set_as_default=False) as client,
+    ):
+        woflo_dask.configure(client=client)
+        yield client
+    woflo_dask.configure(client=None, address=None)
+    woflo_dask._client = None
+
+
+TestDaskConformance = runner_conformance(DaskTaskRun)
+
+
+def test_retries_are_woflos_own(tmp_path: Path, woflo_recorder: Any) -> None:
+    counter = tmp_path / "count"
+    run = task(runner="dask", retries=2, retry_sleep_time=0.01)(fail_times)(str(counter), 2)
+    assert run.get_result(timeout=60) == 3
+    assert run.attempts == 3
+    assert woflo_recorder.hooks.count("retry_scheduled") == 2
+    assert [type(error) for error in run.errors] == [ConnectionError, ConnectionError]
+
+
+def test_many_runs_in_parallel() -> None:
+    double = task(runner=DaskTaskRun)(lambda x: 2 * x)
+    runs = [double(i) for i in range(50)]
+    assert [run.get_result(timeout=60) for run in runs] == [2 * i for i in range(50)]
+    assert {run.state for run in runs} == {RunState.COMPLETED}
+
+
+def _log_from_worker(name: str) -> int:
+    import os
+
+    logging.getLogger(name).warning("hello from %s", "the worker")
+    return os.getpid()
+
+
+def test_worker_logs_reach_the_client() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("acme.dask")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        pid = task(runner="dask")(_log_from_worker)("acme.dask").get_result(timeout=60)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)  # forwarded asynchronously by the client's event loop
+    finally:
+        logger.removeHandler(handler)
+    [record] = [r for r in seen if r.getMessage() == "hello from the worker"]
+    assert record.levelno == logging.WARNING
+    assert record.process == pid
+
+
+def test_without_distributed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(WofloError, match=r'pip install "woflo\[dask\]"'):
+        task(runner="dask")(print)
+    from woflo._cli import _plugin_rows
+
+    [row] = [row for row in _plugin_rows(None) if row["name"] == "dask"]
+    assert "distributed" in row["unavailable"]["dask"]
+    # everything else works as before
+    assert task(runner="sequential")(lambda: 1)().get_result() == 1
+
+
+def test_a_local_cluster_is_started_on_first_use_and_closed_at_exit(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import json
+        from woflo import task
+        from woflo.runners import DaskTaskRun
+
+        @task(runner=DaskTaskRun, retries=1)
+        def square(x):
+            return x * x
+
+        print(json.dumps([square(i).get_result(timeout=60) for i in range(4)]), flush=True)
+        """
+    )
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [0, 1, 4, 9]
+    assert time.monotonic() - start < 60
