@@ -100,7 +100,7 @@ def test_plugins_lists_a_third_party_plugin(
     make_distribution(
         "acme-metrics",
         "2.0",
-        entry_points={"metrics": "acme_metrics_cli"},
+        entry_points={"acme": "acme_metrics_cli"},
         modules={
             "acme_metrics_cli": """
                 from woflo import hookimpl
@@ -112,17 +112,17 @@ def test_plugins_lists_a_third_party_plugin(
         },
     )
     set_plugin_system(None)  # reload from the entry points on next use
-    row = {r["name"]: r for r in _plugins_json(capsys)["plugins"]}["metrics"]
+    row = {r["name"]: r for r in _plugins_json(capsys)["plugins"]}["acme"]
     assert row["distribution"] == "acme-metrics"
     assert row["version"] == "2.0"
     assert row["builtin"] is False
     assert row["hooks"] == ["woflo_run_finished"]
     rows = _plugins_json(capsys)["plugins"]
-    assert rows[-1]["name"] == "metrics"  # built-ins first
+    assert rows[-1]["name"] == "acme"  # built-ins first
     assert main(["plugins"]) == 0
-    assert "metrics  [third-party]  acme-metrics 2.0  (acme_metrics_cli)" in capsys.readouterr().out
+    assert "acme  [third-party]  acme-metrics 2.0  (acme_metrics_cli)" in capsys.readouterr().out
     assert main(["--version"]) == 0
-    assert "metrics: acme-metrics 2.0" in capsys.readouterr().out
+    assert "acme: acme-metrics 2.0" in capsys.readouterr().out
 
 
 def test_a_broken_plugin_fails_the_command_clearly(
