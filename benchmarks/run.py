@@ -1,10 +1,12 @@
-"""woflo against the alternatives, in one run: medians of interleaved rounds, as ratios.
+"""woflo against what users would pick instead, in one run: medians of interleaved rounds.
 
+    pip install -e ".[bench]"
     python benchmarks/run.py [--quick] [--rounds N] [--only WORKLOAD,...]
 
-Each workload runs every system once per round, rounds interleaved (so a noisy neighbour hurts
-all systems alike), and reports the median per system and its ratio to woflo (peer / woflo:
-above 1 means woflo is faster). Results go to stdout and ``benchmarks/results.md``.
+Every workload runs each system once per round, rounds interleaved (a noisy neighbour hurts all
+systems alike), and reports each system's median and its ratio to woflo (peer / woflo: above 1,
+woflo is ahead). Peers that are not installed are skipped and listed. Results go to stdout,
+``benchmarks/results.md`` and, with matplotlib, ``benchmarks/overhead.png``.
 """
 
 from __future__ import annotations
@@ -13,26 +15,31 @@ import argparse
 import concurrent.futures
 import datetime
 import gc
+import importlib.metadata
 import multiprocessing
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _tasks import noop, sleep  # noqa: E402  (importable by every system's workers)
+from _tasks import busy, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
+from woflo.runners import SequentialTaskRun  # noqa: E402
 from woflo_plugins import multiprocess as woflo_mp  # noqa: E402
 
+WORKERS = os.cpu_count() or 2
 System = Callable[[], float]
+Batch = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
+"""Submit every call, then collect every result: the shape shared by all pool peers."""
 
 
 def _rss_mib() -> float:
@@ -43,102 +50,202 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-# ---- the systems, each kept warm across rounds (one pool per process, as users do) ------------
-
-_woflo_noop = woflo.task(noop)
-_woflo_sleep = woflo.task(sleep)
-_ppe = concurrent.futures.ProcessPoolExecutor()
-_mp_pool = multiprocessing.get_context("forkserver" if sys.version_info >= (3, 14) else None).Pool()
-
-
-def warm_up() -> None:
-    _woflo_noop(0).get_result()
-    _ppe.submit(noop, 0).result()
-    _mp_pool.apply_async(noop, (0,)).get()
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except Exception:
+        return False
+    return True
 
 
-def overhead(n: int) -> dict[str, System]:
-    """n no-op calls submitted, then collected; seconds per call."""
-
-    def woflo_() -> float:
-        start = time.perf_counter()
-        runs = [_woflo_noop(i) for i in range(n)]
-        for run in runs:
-            run.get_result()
-        return (time.perf_counter() - start) / n
-
-    def ppe() -> float:
-        start = time.perf_counter()
-        futures = [_ppe.submit(noop, i) for i in range(n)]
-        for future in futures:
-            future.result()
-        return (time.perf_counter() - start) / n
-
-    def pool() -> float:
-        start = time.perf_counter()
-        results = [_mp_pool.apply_async(noop, (i,)) for i in range(n)]
-        for result in results:
-            result.get()
-        return (time.perf_counter() - start) / n
-
-    return {"woflo": woflo_, "ProcessPoolExecutor": ppe, "multiprocessing.Pool": pool}
+# ---- the systems: each started once and kept warm, as a program would ---------------------------
 
 
-def one_at_a_time(n: int) -> dict[str, System]:
-    """call, wait, repeat: latency of one round trip, seconds."""
+class Systems:
+    """The pools and clients, created once; ``batch[name]`` submits then collects."""
 
-    def woflo_() -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            _woflo_noop(i).get_result()
-        return (time.perf_counter() - start) / n
+    def __init__(self) -> None:
+        self.batch: dict[str, Batch] = {}
+        self.skipped: dict[str, str] = {}
+        self._closers: list[Callable[[], Any]] = []
+        self._tasks: dict[Callable[..., Any], Any] = {}
 
-    def ppe() -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            _ppe.submit(noop, i).result()
-        return (time.perf_counter() - start) / n
+        self.batch["woflo"] = self._woflo
+        self.batch["plain calls (floor)"] = lambda fn, calls: [fn(*a) for a in calls]
 
-    def pool() -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            _mp_pool.apply_async(noop, (i,)).get()
-        return (time.perf_counter() - start) / n
+        ppe = concurrent.futures.ProcessPoolExecutor()
+        self._closers.append(ppe.shutdown)
+        self.batch["ProcessPoolExecutor"] = _futures(ppe.submit)
 
-    return {"woflo": woflo_, "ProcessPoolExecutor": ppe, "multiprocessing.Pool": pool}
+        pool = multiprocessing.Pool()
+        self._closers.append(pool.terminate)
+        self.batch["multiprocessing.Pool"] = lambda fn, calls: [
+            r.get() for r in [pool.apply_async(fn, a) for a in calls]
+        ]
+
+        if _have("loky"):
+            import loky
+
+            executor = loky.get_reusable_executor(max_workers=WORKERS)
+            self.batch["loky"] = _futures(executor.submit)
+        else:
+            self.skipped["loky"] = "not installed"
+
+        if _have("pebble"):
+            import pebble
+
+            pebble_pool = pebble.ProcessPool(max_workers=WORKERS)
+            self._closers.append(pebble_pool.stop)
+            self.batch["pebble"] = lambda fn, calls: [
+                f.result() for f in [pebble_pool.schedule(fn, args=a) for a in calls]
+            ]
+            self.pebble = pebble_pool
+        else:
+            self.skipped["pebble"] = "not installed"
+
+        if _have("joblib"):
+            import joblib
+
+            parallel = joblib.Parallel(n_jobs=WORKERS)
+            self.batch["joblib"] = lambda fn, calls: parallel(joblib.delayed(fn)(*a) for a in calls)
+        else:
+            self.skipped["joblib"] = "not installed"
+
+        if _have("distributed"):
+            import distributed
+
+            cluster = distributed.LocalCluster(
+                n_workers=WORKERS, threads_per_worker=1, dashboard_address=None, silence_logs=40
+            )
+            client = distributed.Client(cluster, set_as_default=False)
+            self._closers += [cluster.close, client.close]
+            self.dask_client = client
+            self.batch["dask (LocalCluster)"] = lambda fn, calls: client.gather(
+                [client.submit(fn, *a, pure=False) for a in calls]
+            )
+            from woflo_plugins import dask as woflo_dask
+
+            woflo_dask.configure(client=client)
+            self.batch["woflo DaskTaskRun"] = self._woflo_runner("dask")
+        else:
+            self.skipped["dask"] = "not installed"
+
+        if _have("prefect"):
+            self.skipped["prefect"] = "installed, but not benchmarked here yet"
+        else:
+            self.skipped["prefect"] = "not installed (pip install prefect to include it)"
+
+    def _woflo(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+        t = self._tasks.get(fn)
+        if t is None:
+            t = self._tasks[fn] = woflo.task(fn)
+        return [run.get_result() for run in [t(*a) for a in calls]]
+
+    def _woflo_runner(self, runner: str) -> Batch:
+        tasks: dict[Callable[..., Any], Any] = {}
+
+        def batch(fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+            t = tasks.get(fn) or tasks.setdefault(fn, woflo.task(runner=runner)(fn))
+            return [run.get_result() for run in [t(*a) for a in calls]]
+
+        return batch
+
+    def warm_up(self) -> None:
+        for batch in self.batch.values():
+            batch(noop, [(0,)] * WORKERS)
+
+    def close(self) -> None:
+        woflo_mp.shutdown()
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:
+                pass
+
+
+def _futures(submit: Callable[..., Any]) -> Batch:
+    return lambda fn, calls: [f.result() for f in [submit(fn, *a) for a in calls]]
+
+
+# ---- workloads: each returns {system: measure()} -------------------------------------------------
+
+
+def overhead(systems: Systems, n: int) -> dict[str, System]:
+    """n no-op calls submitted, then collected: seconds per call."""
+
+    def make(batch: Batch) -> System:
+        def measure() -> float:
+            start = time.perf_counter()
+            batch(noop, [(i,) for i in range(n)])
+            return (time.perf_counter() - start) / n
+
+        return measure
+
+    return {name: make(batch) for name, batch in systems.batch.items()}
+
+
+def one_at_a_time(systems: Systems, n: int) -> dict[str, System]:
+    """call, wait for the result, repeat: seconds per round trip."""
+
+    def make(batch: Batch) -> System:
+        def measure() -> float:
+            start = time.perf_counter()
+            for i in range(n):
+                batch(noop, [(i,)])
+            return (time.perf_counter() - start) / n
+
+        return measure
+
+    names = ("woflo", "ProcessPoolExecutor", "multiprocessing.Pool", "loky", "pebble")
+    return {name: make(systems.batch[name]) for name in names if name in systems.batch}
+
+
+def sleepers(systems: Systems, n: int, seconds: float) -> dict[str, System]:
+    """n tasks sleeping, all submitted at once: wall seconds (each system at its defaults)."""
+
+    def make(batch: Batch) -> System:
+        def measure() -> float:
+            start = time.perf_counter()
+            batch(sleep, [(seconds,)] * n)
+            return time.perf_counter() - start
+
+        return measure
+
+    return {n: make(b) for n, b in systems.batch.items() if n != "plain calls (floor)"}
+
+
+def cpu_bound(systems: Systems, n: int, seconds: float) -> dict[str, System]:
+    """n pure-Python busy loops of ``seconds`` each: wall seconds (do we use every core?)."""
+
+    def make(batch: Batch) -> System:
+        def measure() -> float:
+            start = time.perf_counter()
+            batch(busy, [(seconds,)] * n)
+            return time.perf_counter() - start
+
+        return measure
+
+    return {name: make(batch) for name, batch in systems.batch.items()}
 
 
 _COLD = {
-    "woflo": """
-        import woflo
-        from _tasks import noop
-        t = woflo.task(noop)
-        start = time.perf_counter(); t(1).get_result()
-    """,
-    "ProcessPoolExecutor": """
-        import concurrent.futures
-        from _tasks import noop
-        ex = concurrent.futures.ProcessPoolExecutor()
-        start = time.perf_counter(); ex.submit(noop, 1).result()
-    """,
-    "multiprocessing.Pool": """
-        import multiprocessing
-        from _tasks import noop
-        pool = multiprocessing.Pool()
-        start = time.perf_counter(); pool.apply_async(noop, (1,)).get()
-    """,
+    "woflo": "import woflo; t = woflo.task(noop)\nstart = time.perf_counter(); t(1).get_result()",
+    "ProcessPoolExecutor": "import concurrent.futures as cf; ex = cf.ProcessPoolExecutor()\n"
+    "start = time.perf_counter(); ex.submit(noop, 1).result()",
+    "multiprocessing.Pool": "import multiprocessing; p = multiprocessing.Pool()\n"
+    "start = time.perf_counter(); p.apply_async(noop, (1,)).get(); p.terminate()",
+    "loky": "import loky; ex = loky.get_reusable_executor()\n"
+    "start = time.perf_counter(); ex.submit(noop, 1).result()",
+    "pebble": "import pebble; p = pebble.ProcessPool()\n"
+    "start = time.perf_counter(); p.schedule(noop, args=(1,)).result(); p.stop()",
 }
 
 
-def cold_start() -> dict[str, System]:
-    """first result in a fresh process, from the first call (imports excluded), seconds."""
+def cold_start(systems: Systems) -> dict[str, System]:
+    """first result in a fresh process, from the first call (imports excluded): seconds."""
 
     def make(body: str) -> System:
-        script = (
-            "import os, sys, time\n"
-            + textwrap.dedent(body)
-            + ("\nprint(time.perf_counter() - start, flush=True)\n")
-        )
+        script = f"import time\nfrom _tasks import noop\n{body}\nprint(time.perf_counter() - start)"
 
         def measure() -> float:
             out = subprocess.run(
@@ -147,63 +254,162 @@ def cold_start() -> dict[str, System]:
                 capture_output=True,
                 text=True,
                 check=True,
-                timeout=60,
+                timeout=120,
             )
             return float(out.stdout.strip().splitlines()[-1])
 
         return measure
 
-    return {name: make(body) for name, body in _COLD.items()}
+    return {
+        name: make(body)
+        for name, body in _COLD.items()
+        if name in ("woflo", "ProcessPoolExecutor", "multiprocessing.Pool") or _have(name)
+    }
 
 
-def sleepers(n: int, seconds: float) -> dict[str, System]:
-    """n tasks sleeping ``seconds`` each, all submitted at once: wall time, seconds."""
+_IMPORTS = {
+    "woflo": "woflo",
+    "pluggy (woflo's floor)": "pluggy",
+    "concurrent.futures": "concurrent.futures",
+    "loky": "loky",
+    "pebble": "pebble",
+    "joblib": "joblib",
+    "dask (distributed)": "distributed",
+    "tenacity": "tenacity",
+    "stamina": "stamina",
+    "prefect": "prefect",
+}
+
+
+def import_time(systems: Systems) -> dict[str, System]:
+    """``import X`` in a fresh interpreter, minus the interpreter's own start: seconds."""
+
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+        return time.perf_counter() - start
+
+    def make(module: str) -> System:
+        return lambda: max(0.0, run(f"import {module}") - run("pass"))
+
+    return {name: make(module) for name, module in _IMPORTS.items() if _have(module)}
+
+
+def stop_latency(systems: Systems) -> dict[str, System]:
+    """from stop()/cancel() of a running task to its worker being gone: seconds."""
+
+    def woflo_() -> float:
+        t = woflo.task(sleep)
+        run = t(60)
+        while run.state is not woflo.RunState.RUNNING:
+            time.sleep(0.001)
+        time.sleep(0.05)  # let the worker pick it up
+        pool = woflo_mp._get_pool()
+        [pid] = [w.pid for w in pool._alive.values() if w.job is not None and w.job.run is run]
+        start = time.perf_counter()
+        run.stop()
+        _wait_gone(pid)
+        return time.perf_counter() - start
+
+    result = {"woflo": woflo_}
+    if hasattr(systems, "pebble"):
+
+        def pebble_() -> float:
+            future = systems.pebble.schedule(_pid_then_sleep, args=(60,))
+            time.sleep(0.1)
+            pids = {p.pid for p in multiprocessing.active_children()}
+            start = time.perf_counter()
+            future.cancel()
+            while pids and all(_alive(p) for p in pids):
+                time.sleep(0.0005)
+            return time.perf_counter() - start
+
+        result["pebble"] = pebble_
+    return result
+
+
+def _pid_then_sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
+def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
+    """n in-process calls with a retry policy and no failure: seconds per call."""
+    t = woflo.task(runner=SequentialTaskRun, retries=3, retry_sleep_time=1)(noop)
 
     def woflo_() -> float:
         start = time.perf_counter()
-        for run in [_woflo_sleep(seconds) for _ in range(n)]:
-            run.get_result()
-        return time.perf_counter() - start
+        for i in range(n):
+            t(i).get_result()
+        return (time.perf_counter() - start) / n
 
-    def ppe() -> float:
+    def plain() -> float:
         start = time.perf_counter()
-        for future in [_ppe.submit(sleep, seconds) for _ in range(n)]:
-            future.result()
-        return time.perf_counter() - start
+        for i in range(n):
+            noop(i)
+        return (time.perf_counter() - start) / n
 
-    def pool() -> float:
-        start = time.perf_counter()
-        for result in [_mp_pool.apply_async(sleep, (seconds,)) for _ in range(n)]:
-            result.get()
-        return time.perf_counter() - start
+    result = {"woflo (sequential)": woflo_, "plain calls (floor)": plain}
+    if _have("tenacity"):
+        import tenacity
 
-    return {"woflo": woflo_, "ProcessPoolExecutor": ppe, "multiprocessing.Pool": pool}
+        wrapped = tenacity.retry(stop=tenacity.stop_after_attempt(4), wait=tenacity.wait_fixed(1))(
+            noop
+        )
+
+        def tenacity_() -> float:
+            start = time.perf_counter()
+            for i in range(n):
+                wrapped(i)
+            return (time.perf_counter() - start) / n
+
+        result["tenacity"] = tenacity_
+    if _have("stamina"):
+        import stamina
+
+        stamina_wrapped = stamina.retry(on=Exception, attempts=4, wait_initial=1)(noop)
+
+        def stamina_() -> float:
+            start = time.perf_counter()
+            for i in range(n):
+                stamina_wrapped(i)
+            return (time.perf_counter() - start) / n
+
+        result["stamina"] = stamina_
+    return result
 
 
-def memory(n: int) -> dict[str, System]:
+def memory(systems: Systems, n: int) -> dict[str, System]:
     """parent RSS growth (MiB) after n finished runs the program no longer references."""
 
-    def woflo_() -> float:
-        gc.collect()
-        before = _rss_mib()
-        runs = [_woflo_noop(i) for i in range(n)]
-        for run in runs:
-            run.wait()
-        del runs
-        gc.collect()
-        return _rss_mib() - before
+    def make(batch: Batch) -> System:
+        def measure() -> float:
+            gc.collect()
+            before = _rss_mib()
+            batch(noop, [(i,) for i in range(n)])
+            gc.collect()
+            return _rss_mib() - before
 
-    def ppe() -> float:
-        gc.collect()
-        before = _rss_mib()
-        futures = [_ppe.submit(noop, i) for i in range(n)]
-        for future in futures:
-            future.result()
-        del futures
-        gc.collect()
-        return _rss_mib() - before
+        return measure
 
-    return {"woflo": woflo_, "ProcessPoolExecutor": ppe}
+    names = ("woflo", "ProcessPoolExecutor", "multiprocessing.Pool", "loky", "pebble")
+    return {name: make(systems.batch[name]) for name in names if name in systems.batch}
+
+
+# ---- running and reporting -----------------------------------------------------------------------
 
 
 def measure(workload: dict[str, System], rounds: int) -> dict[str, float]:
@@ -214,48 +420,140 @@ def measure(workload: dict[str, System], rounds: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, 3 rounds (< 1 min)")
-    parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="", help="comma-separated workload names")
-    args = parser.parse_args()
-    rounds = args.rounds or (3 if args.quick else 7)
-    n = 200 if args.quick else 2000
-    workloads = {
-        f"overhead, {n} no-op calls (µs per call)": (overhead(n), 1e6),
-        "one call at a time (µs per call)": (one_at_a_time(50 if args.quick else 300), 1e6),
-        "cold start: first result (ms)": (cold_start(), 1e3),
-        "10 tasks sleeping 1 s, at once (s)": (sleepers(10, 0.2 if args.quick else 1.0), 1),
-        f"parent memory after {n} runs (MiB)": (memory(n), 1),
-    }
-    only = [w for w in args.only.split(",") if w]
-    warm_up()
-    lines = [
-        f"# woflo benchmarks, {datetime.date.today().isoformat()}",
-        "",
-        f"Machine: {os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}, woflo {woflo.__version__}; {rounds} rounds, "
-        "medians; ratio = peer / woflo "
-        "(above 1: woflo is ahead; for memory, lower is better).",
-        "",
-        "| workload | system | median | ratio to woflo |",
-        "|---|---|---:|---:|",
+def _versions() -> str:
+    names = ["pluggy", "structlog", "cloudpickle", "loky", "pebble", "joblib", "distributed"]
+    names += ["tenacity", "stamina", "prefect", "matplotlib"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def _chart(curve: dict[str, dict[int, float]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, points in sorted(curve.items()):
+        sizes = sorted(points)
+        ax.plot(sizes, [points[s] * 1e6 for s in sizes], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("calls submitted, then collected")
+    ax.set_ylabel("µs per call (median)")
+    ax.set_title(f"Per-call overhead, no-op task, {WORKERS} cores")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+Workload = tuple[str, str, Callable[[], dict[str, System]], float]
+"""(key, title, build the systems' measures, scale of the printed figure)."""
+
+
+def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload]:
+    s = systems
+    n_retry = 200 if quick else 5_000
+    n_memory = 1_000 if quick else 10_000
+    result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
+    for n in sizes:
+        title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
+        result.append(("overhead", title, lambda n=n: overhead(s, n), 1e6))  # type: ignore[misc]
+    return [
+        *result,
+        (
+            "latency",
+            "one call at a time (µs per call)",
+            lambda: one_at_a_time(s, 20 if quick else 200),
+            1000000.0,
+        ),
+        ("cold", "cold start: first result in a fresh process (ms)", lambda: cold_start(s), 1000.0),
+        (
+            "sleepers",
+            f"10 tasks sleeping {0.2 if quick else 1} s, all at once (s)",
+            lambda: sleepers(s, 10, 0.2 if quick else 1.0),
+            1,
+        ),
+        (
+            "cpu",
+            f"CPU-bound: {20 if quick else 200} x 20 ms of pure Python, {WORKERS} cores (s)",
+            lambda: cpu_bound(s, 20 if quick else 200, 0.02),
+            1,
+        ),
+        ("stop", "stop latency: stop() to worker gone (ms)", lambda: stop_latency(s), 1000.0),
+        (
+            "retries",
+            "retries on, no failure, in-process (µs per call)",
+            lambda: retries_overhead(s, n_retry),
+            1000000.0,
+        ),
+        ("memory", f"parent memory after {n_memory:,} runs (MiB)", lambda: memory(s, n_memory), 1),
     ]
-    for title, (workload, scale) in workloads.items():
-        if only and not any(o in title for o in only):
-            continue
-        result = measure(workload, rounds)
-        base = result["woflo"]
-        for name, value in result.items():
-            ratio = value / base if base else float("nan")
-            lines.append(f"| {title} | {name} | {value * scale:.3g} | {ratio:.2f} |")
-        print("\n".join(lines[-len(result) :]), flush=True)
-    woflo_mp.shutdown()
-    _ppe.shutdown()
-    _mp_pool.terminate()
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {HERE / 'results.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, 1 round (< 1 min)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--only", default="", help="comma-separated words of workload titles")
+    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rounds = args.rounds or (1 if quick else 5)
+    sizes = [10, 100] if quick else [10, 100, 1_000, 10_000]
+    systems = Systems()
+    try:
+        systems.warm_up()
+        workloads = _workloads(systems, quick, sizes)
+        only = [w for w in args.only.split(",") if w]
+        lines = [
+            f"# woflo benchmarks, {datetime.date.today().isoformat()}",
+            "",
+            f"Machine: {WORKERS} cores, {platform.machine()}, {platform.system()}, "
+            f"Python {platform.python_version()}; woflo {woflo.__version__}; {_versions()}.",
+            f"{rounds} round(s), interleaved; medians. Ratio = system / woflo (above 1: woflo "
+            "is ahead; for memory, lower is better). Command: "
+            f"`python benchmarks/run.py{' --quick' if quick else ''}`.",
+            "",
+            "| workload | system | median | ratio to woflo |",
+            "|---|---|---:|---:|",
+        ]
+        ran: list[str] = []
+        curve: dict[str, dict[int, float]] = {}
+        for key, title, build, scale in workloads:
+            if only and not any(o in title for o in only):
+                continue
+            result = measure(build(), rounds)
+            base = result.get("woflo") or result.get("woflo (sequential)") or 0.0
+            for name, value in result.items():
+                ratio = f"{value / base:.2f}" if base else "n/a"
+                lines.append(f"| {title} | {name} | {value * scale:.3g} | {ratio} |")
+                if key == "overhead":
+                    curve.setdefault(name, {})[int(title.split()[1].replace(",", ""))] = value
+            print("\n".join(lines[-len(result) :]), flush=True)
+            ran.append(key)
+        if systems.skipped:
+            lines += [
+                "",
+                "Not measured: " + "; ".join(f"{k}: {v}" for k, v in systems.skipped.items()),
+            ]
+        chart = args.output.with_name("overhead.png")
+        if curve and _chart(curve, chart):
+            lines += ["", f"![per-call overhead]({chart.name})"]
+        args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"\nworkloads run: {', '.join(dict.fromkeys(ran))}\nwrote {args.output}")
+    finally:
+        systems.close()
     return 0
 
 

@@ -80,6 +80,26 @@ def dumps(obj: Any, *, main_by_reference: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def dumps_for_worker(obj: Any) -> bytes:
+    """Pickle ``obj`` to send to a worker: the plain (fast) pickle when it refers to nothing
+    in ``__main__`` (which a worker does not have), else cloudpickle."""
+    try:
+        data = pickle.dumps(obj, PROTOCOL)
+    except Exception:
+        return dumps(obj)
+    return data if b"__main__" not in data else dumps(obj)
+
+
+def dumps_for_caller(obj: Any) -> bytes:
+    """Pickle ``obj`` in a worker to send back: the plain pickle when it can, else cloudpickle
+    with the caller's ``__main__`` objects by reference (the worker's own ``__main__`` has
+    none of them, so a plain pickle referring to one fails and lands here)."""
+    try:
+        return pickle.dumps(obj, PROTOCOL)
+    except Exception:
+        return dumps(obj, main_by_reference=True)
+
+
 loads = pickle.loads
 
 # One frame per message each way (fewer system calls than a frame per part):
@@ -123,7 +143,7 @@ def unpack_reply(frame: bytes) -> tuple[bytes, float, memoryview]:
 def dump_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a call's arguments, or raise :class:`ArgumentNotPicklable` naming the culprit."""
     try:
-        return dumps((args, kwargs))
+        return dumps_for_worker((args, kwargs))
     except Exception as exc:
         failure = exc
     for label, value in [
@@ -195,11 +215,12 @@ def load_exception(blob: bytes | memoryview) -> BaseException:
         try:
             cls, args, state = loads(parts)
             error = cls.__new__(cls, *args)
-            error.args = args
+            # object.__setattr__: a frozen dataclass exception refuses plain assignment
+            object.__setattr__(error, "args", args)
             getattr(error, "__dict__", {}).update(state)
         except BaseException:
             error = None
     if not isinstance(error, BaseException):
         error = RemoteTaskError(type_name, message, tb_text)
-    error.__cause__ = RemoteTraceback(tb_text)
+    object.__setattr__(error, "__cause__", RemoteTraceback(tb_text))
     return error

@@ -111,7 +111,7 @@ def serve(conn: Connection, log_level: int) -> int:
                 reply = _failure(outcome.error, outcome.duration)
             else:
                 try:
-                    blob = _serialize.dumps(outcome.value, main_by_reference=True)
+                    blob = _serialize.dumps_for_caller(outcome.value)
                 except BaseException as exc:
                     exc.add_note(
                         f"(raised while pickling the result of task {task_name!r} "
