@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
@@ -99,7 +101,10 @@ class Task(Generic[P, R]):
                 target = getattr(target, part, None)
             if target is self:  # importable where it runs: pickle by reference
                 return (_lookup, (module, qualname))
-        return (_rebuild, (self.fn, self._runner_arg, self.name, self.plugins, self._given))
+        token = self.__dict__.get("_token")
+        if token is None:
+            token = self.__dict__.setdefault("_token", os.urandom(8))
+        return (_rebuild, (token, self.fn, self._runner_arg, self.name, self.plugins, self._given))
 
 
 def _lookup(module: str, qualname: str) -> Task[..., Any]:
@@ -111,14 +116,23 @@ def _lookup(module: str, qualname: str) -> Task[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+_rebuilt: weakref.WeakValueDictionary[bytes, Task[..., Any]] = weakref.WeakValueDictionary()
+
+
 def _rebuild(
+    token: bytes,
     fn: Callable[..., Any],
     runner: Any,
     name: str,
     plugins: tuple[object, ...],
     given: dict[str, Any],
 ) -> Task[..., Any]:
-    return Task(fn, runner=runner, name=name, plugins=plugins, **given)
+    """Re-create a task sent by value; once per process (options are validated once)."""
+    rebuilt = _rebuilt.get(token)
+    if rebuilt is None:
+        rebuilt = Task(fn, runner=runner, name=name, plugins=plugins, **given)
+        _rebuilt[token] = rebuilt
+    return rebuilt
 
 
 @overload

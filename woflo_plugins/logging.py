@@ -74,7 +74,7 @@ class _Emitter:
         return self._threshold
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
-        structlog = sys.modules.get("structlog")
+        structlog = _imported_structlog()
         if structlog is not None and structlog.is_configured():
             getattr(structlog.get_logger("woflo"), level)(event, **fields)
             return
@@ -104,6 +104,20 @@ class _Emitter:
             wrapper_class=structlog.make_filtering_bound_logger(self.threshold()),
             logger_name="woflo",
         )
+
+
+def _imported_structlog() -> Any:
+    """structlog if something imported it already, else ``None``.
+
+    ``sys.modules`` holds a module from the start of its import: when another thread is still
+    importing structlog, the import statement waits for it to finish (a partly initialised
+    module would fail with an AttributeError).
+    """
+    if sys.modules.get("structlog") is None:
+        return None
+    import structlog
+
+    return structlog
 
 
 def _keep(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -151,7 +165,7 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
 
 @hookimpl(wrapper=True)
 def woflo_execute_attempt(call: TaskCall) -> Generator[None, Outcome, Outcome]:
-    structlog = sys.modules.get("structlog")
+    structlog = _imported_structlog()
     if structlog is None:  # the task does not use structlog here: nothing to bind
         return (yield)
     with structlog.contextvars.bound_contextvars(

@@ -127,13 +127,15 @@ class Pool:
             worker = self._idle.pop() if self._idle and self._allowed(job) else None
             if worker is None:
                 job.enqueued = time.monotonic()
+                # the first job to wait gives the watcher a new deadline: it must hear of it
+                wake = not self._pending
                 self._pending.append(job)
                 self._limited_pending += job.limit is not None
-                spawn = self._plan_spawns(job.enqueued)
+                wake = self._plan_spawns(job.enqueued) > 0 or wake
             else:
                 self._assign(worker, job)
         if worker is None:
-            if spawn:
+            if wake:
                 self._wake()
             return
         self._start(worker, job)
@@ -249,8 +251,10 @@ class Pool:
         deadlines = [w.kill_at for w in self._alive.values() if w.kill_at is not None]
         if self._idle:
             deadlines.append(min(w.idle_since for w in self._idle) + self.idle_timeout)
-        if self._pending:
-            deadlines.append(max(self._pending[0].enqueued, self._last_finish) + SPAWN_DELAY)
+        if self._pending:  # once past, the loop has planned spawns for it: no busy loop
+            due = max(self._pending[0].enqueued, self._last_finish) + SPAWN_DELAY
+            if due > now:
+                deadlines.append(due)
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     # ---- the watcher thread -----------------------------------------------------------------
@@ -283,9 +287,12 @@ class Pool:
             with self._lock:
                 if self._closed:
                     break
+                now = time.monotonic()
+                if self._pending:  # at every turn, so no spawn deadline passes unchecked
+                    self._plan_spawns(now)
                 spawns, self._spawn_queue = self._spawn_queue, []
                 conns: list[Any] = [w.conn for w in self._alive.values() if not w.eof]
-                timeout = self._next_deadline(time.monotonic())
+                timeout = self._next_deadline(now)
             for token, theirs in spawns:
                 try:
                     socket.send_fds(self._ctl, [SPAWN.pack(b"S", token)], [theirs.fileno()])

@@ -85,38 +85,63 @@ def main() -> None:
                     pass
             except BlockingIOError:
                 pass
-        _reap(ctl, children)
+        # The caller gone (end of file, or a broken pipe when reporting): leave quietly.
+        if not _reap(ctl, children):
+            _leave(ctl, children)
+            return
         if ctl in readable:
-            data, fds = _recv_exact(ctl, SPAWN.size)
+            try:
+                data, fds = _recv_exact(ctl, SPAWN.size)
+            except OSError:
+                data, fds = b"", []
             if not data or data[:1] != b"S":
                 for fd in fds:
                     os.close(fd)
-                _shutdown(children)
+                _leave(ctl, children)
                 return
             _kind, token = SPAWN.unpack(data)
             pid = os.fork()
             if pid == 0:
                 _child(fds[0], ctl, (wake_r, wake_w), zygote_pid, init["log_level"])
+            try:  # here too (not only in the child): the group exists before anyone learns
+                os.setpgid(pid, pid)  # the pid, so a kill of the group is never lost
+            except OSError:
+                pass
             for fd in fds:
                 os.close(fd)
             children.add(pid)
-            ctl.sendall(RECORD.pack(b"P", token, pid))
+            try:
+                ctl.sendall(RECORD.pack(b"P", token, pid))
+            except OSError:
+                _leave(ctl, children)
+                return
 
 
-def _reap(ctl: socket.socket, children: set[int]) -> None:
+def _leave(ctl: socket.socket, children: set[int]) -> None:
+    _shutdown(children)
+    ctl.close()
+
+
+def _reap(ctl: socket.socket, children: set[int]) -> bool:
+    """Reap exited workers and report them; ``False`` if the caller is gone."""
     while children:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return True
         if pid == 0:
-            return
+            return True
         children.discard(pid)
         try:
             os.killpg(pid, signal.SIGKILL)  # whatever the task left behind in its group
         except OSError:
             pass
-        ctl.sendall(RECORD.pack(b"X", pid.to_bytes(8, "little"), os.waitstatus_to_exitcode(status)))
+        exitcode = os.waitstatus_to_exitcode(status)
+        try:
+            ctl.sendall(RECORD.pack(b"X", pid.to_bytes(8, "little"), exitcode))
+        except OSError:
+            return False
+    return True
 
 
 def _shutdown(children: set[int]) -> None:

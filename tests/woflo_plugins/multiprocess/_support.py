@@ -1,0 +1,362 @@
+"""Tasks and helpers for the multiprocess runner's tests.
+
+The tasks live in this small module, importable by its full name from the repository root, so
+a worker loads them by reference, as it would a user's module, without importing pytest.
+
+Tasks that must be held (to observe a run while it executes) block on a *gate*: a directory
+where the task writes ``<name>.pid`` and then waits, bounded, for a ``release`` file. Every
+wait here is bounded, so a bug shows up as a failure, never as a hung test run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from woflo import task
+
+TIMEOUT = 20.0
+"""Bound on every wait in these tests: a hang fails the test instead of blocking the run."""
+
+HOLD = 30.0
+"""Longest a held task blocks before giving up on its own (the test stops it long before)."""
+
+
+# ---- helpers for the tests (run in the test process) ----------------------------------------
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.005)
+
+
+def read_pid(path: Path, timeout: float = TIMEOUT) -> int:
+    """The pid a task wrote to ``path`` (written atomically), waiting for it to appear."""
+    wait_for(path.exists, timeout, f"{path.name} to be written")
+    return int(path.read_text())
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as dead: it runs nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def wait_gone(pids: Any, timeout: float = TIMEOUT) -> None:
+    """Wait until none of ``pids`` is alive; fail naming the survivors."""
+    pids = set(pids)
+    deadline = time.monotonic() + timeout
+    while alive := {p for p in pids if pid_alive(p)}:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes still alive after {timeout} s: {sorted(alive)}")
+        time.sleep(0.005)
+
+
+def children_of(ppid: int) -> set[int]:
+    """Pids whose parent is ``ppid`` (zombies included), read from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
+            found.add(int(entry))
+    return found
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@dataclass
+class Gate:
+    """A directory held tasks report to; :meth:`release` lets all of them finish."""
+
+    path: Path
+
+    def pid(self, name: str, timeout: float = TIMEOUT) -> int:
+        """The pid of the worker running the held task ``name``, once it has started."""
+        return read_pid(self.path / f"{name}.pid", timeout)
+
+    def started(self, name: str) -> bool:
+        return (self.path / f"{name}.pid").exists()
+
+    def release(self) -> None:
+        (self.path / "release").touch()
+
+
+def run_script(
+    path: Path,
+    *args: str,
+    flags: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT,
+) -> subprocess.CompletedProcess[str]:
+    """Run a Python script in a fresh interpreter; fail (not hang) if it runs too long."""
+    return subprocess.run(
+        [sys.executable, *flags, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=path.parent,
+        env=script_env(env),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a script: ours without woflo or Python settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WOFLO_", "PYTHON"))}
+    env.update(extra or {})
+    return env
+
+
+# ---- tasks (run in workers) ---------------------------------------------------------------
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def hold(gate: Path, name: str) -> int:
+    """Report this process's pid as ``<name>.pid`` in ``gate``, then wait for the release."""
+    _write_atomic(gate / f"{name}.pid", str(os.getpid()))
+    deadline = time.monotonic() + HOLD
+    while not (gate / "release").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: never released")
+        time.sleep(0.005)
+    return os.getpid()
+
+
+held = task(hold)
+
+
+@task(max_concurrency=1)
+def held_one_at_a_time(gate: Path, name: str) -> int:
+    return hold(gate, name)
+
+
+@task
+def held_ignoring_sigterm(gate: Path, name: str) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return hold(gate, name)
+
+
+@task
+def held_with_grandchild(gate: Path, name: str) -> int:
+    child = subprocess.Popen(["sleep", "60"])
+    _write_atomic(gate / f"{name}.child", str(child.pid))
+    return hold(gate, name)
+
+
+@task
+def add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+@task
+def getpid() -> int:
+    return os.getpid()
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@task
+def apply(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+@task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def meet(gate: Path, name: str, count: int) -> int:
+    """Arrive at a rendezvous of ``count`` runs; return once all have arrived (bounded)."""
+    _write_atomic(gate / f"{name}.pid", str(os.getpid()))
+    deadline = time.monotonic() + HOLD
+    while len(list(gate.glob("*.pid"))) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: only {len(list(gate.glob('*.pid')))} of {count} came")
+        time.sleep(0.005)
+    return os.getpid()
+
+
+@task
+def exit_hard(gate: Path, code: int) -> None:
+    _write_atomic(gate / "exit.pid", str(os.getpid()))
+    os._exit(code)
+
+
+@task
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+@task
+def sys_exit(code: int) -> None:
+    sys.exit(code)
+
+
+@task
+def log_warning(logger_name: str, message: str) -> int:
+    logging.getLogger(logger_name).warning("%s from pid %d", message, os.getpid())
+    return os.getpid()
+
+
+@task
+def log_then_die(logger_name: str, code: int) -> None:
+    logging.getLogger(logger_name).warning("last words from pid %d", os.getpid())
+    os._exit(code)
+
+
+def count_attempt(gate: Path) -> int:
+    """Record one attempt as a new file in ``gate``; return this attempt's number."""
+    number = 1
+    while True:
+        try:
+            fd = os.open(gate / f"attempt-{number}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            number += 1
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return number
+
+
+@task(retries=2)
+def fails_twice(gate: Path) -> int:
+    number = count_attempt(gate)
+    if number < 3:
+        raise ConnectionError(f"attempt {number} fails")
+    return number
+
+
+@task(retries=1)
+def crashes_once(gate: Path) -> int:
+    if count_attempt(gate) == 1:
+        os._exit(3)
+    return os.getpid()
+
+
+@task(retries=1, retry_sleep_time=30)
+def fails_then_waits_long(gate: Path) -> None:
+    count_attempt(gate)
+    raise ConnectionError("try again later")
+
+
+@task(retries=3)
+def exits_cleanly(gate: Path) -> None:
+    count_attempt(gate)
+    sys.exit(1)
+
+
+# ---- values and exceptions that do not travel well ----------------------------------------
+
+
+class TwoArgError(Exception):
+    """An exception whose constructor does not take its own ``args`` back."""
+
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"a={a}, b={b}")
+        self.a = a
+        self.b = b
+
+
+@dataclass(frozen=True)
+class FrozenError(Exception):
+    """A frozen dataclass exception: its attributes cannot be set after construction."""
+
+    code: int
+    reason: str = "frozen"
+
+
+@task
+def raise_two_arg(a: int, b: int) -> None:
+    raise TwoArgError(a, b)
+
+
+@task
+def raise_frozen(code: int) -> None:
+    raise FrozenError(code, "cold")
+
+
+def _explode(message: str) -> Any:
+    raise ValueError(message)
+
+
+def _exit_now(code: int) -> Any:
+    sys.exit(code)
+
+
+def _die(code: int) -> Any:
+    os._exit(code)
+
+
+class UnpicklesWith:
+    """Pickles fine; unpickling it calls ``fn(arg)`` (which raises, exits, or kills)."""
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.fn, (self.arg,))
+
+
+@task
+def identity(value: Any) -> Any:
+    return value
+
+
+@task
+def returns_lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+@task
+def returns_unloadable(fn: Callable[[Any], Any], arg: Any) -> Any:
+    return UnpicklesWith(fn, arg)
+
+
+@task
+def ignore(_value: Any) -> str:
+    return "ran"
