@@ -429,7 +429,7 @@ class _LiveRuns:
             self._exiting = True
         if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
             self.stop_all()  # the program died of Ctrl-C: do not wait for its runs
-            return
+            _die_of_sigint()
         try:
             while runs := self.snapshot():
                 for run in runs:
@@ -437,6 +437,28 @@ class _LiveRuns:
         except KeyboardInterrupt:
             stopped = self.stop_all()
             sys.stderr.write(f"woflo: interrupted at exit; stopped {stopped} run(s)\n")
+            _die_of_sigint()
+
+
+def _die_of_sigint() -> None:
+    """End the process as Python ends one interrupted by Ctrl-C: killed by SIGINT.
+
+    Python would do so itself after an unhandled KeyboardInterrupt, but any ``eval`` during
+    finalization (an import at exit, say) makes it forget and exit 1; and an interrupt during
+    the wait at exit would otherwise exit 0. Either way the shell must see an interruption.
+    """
+    import signal
+
+    if "logging" in sys.modules:
+        sys.modules["logging"].shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    os._exit(130)  # where the signal does not end the process
 
 
 _live_runs = _LiveRuns()
