@@ -294,7 +294,7 @@ class BaseTaskRun(Generic[R]):
         self._begin_attempt()
         while (delay := self._retry_delay) is not None:
             self._retry_delay = None
-            if self._done.wait(delay):  # stop() from another thread ends the sleep
+            if self._done.wait(min(delay, threading.TIMEOUT_MAX)):  # stop() ends the sleep
                 return
             self._begin_attempt()
 
@@ -305,6 +305,8 @@ class BaseTaskRun(Generic[R]):
                 f"run {self.run_id} of task {self.task.name!r} spent its time budget before "
                 f"attempt {self._attempts + 1} could start"
             )
+            with self._lock:
+                self._errors.append(error)
             self._end(RunState.TIMED_OUT, Outcome(error=error))
             return
         with self._lock:

@@ -38,7 +38,8 @@ class Scheduler:
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
         """Run ``callback`` in the scheduler thread after ``delay`` seconds."""
-        handle = TimerHandle(time.monotonic() + max(0.0, delay), callback)
+        delay = min(max(0.0, delay), threading.TIMEOUT_MAX)  # "never", for a wait
+        handle = TimerHandle(time.monotonic() + delay, callback)
         with self._cond:
             heapq.heappush(self._heap, (handle.when, next(self._counter), handle))
             if self._thread is None or not self._thread.is_alive():
@@ -60,7 +61,7 @@ class Scheduler:
                     if delay <= 0:
                         handle = heapq.heappop(self._heap)[2]
                         break
-                    self._cond.wait(delay)
+                    self._cond.wait(min(delay, threading.TIMEOUT_MAX))
             if not handle.cancelled:
                 try:
                     handle.callback()

@@ -16,8 +16,9 @@ The delay before retry ``k`` (``k = 1`` after the first attempt failed) is
 ``base_k`` is ``retry_sleep_time`` or the ``k``-th entry of the schedule (see
 :func:`compute_delay`). An attempt that crashed (:class:`woflo.errors.TaskCrashed`) or timed out
 (:class:`woflo.errors.TaskTimeout`) is an ``Exception`` and is retried like any other unless
-``retry_on`` leaves it out. ``KeyboardInterrupt``, ``SystemExit`` and ``stop()`` are never
-retried (the first two only when ``retry_on`` names them explicitly, from a worker process).
+``retry_on`` leaves it out. ``KeyboardInterrupt`` and ``stop()`` are never retried, nor is a
+``SystemExit`` raised in the caller's own thread (sequential runner); a task's ``sys.exit()`` in a
+worker process is retried only when ``retry_on`` names ``SystemExit``.
 
 Another plugin can replace this policy by implementing ``woflo_retry_delay``: a plugin
 registered later is asked first, and the first non-``None`` answer wins. Block this one with
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -47,6 +49,9 @@ def compute_delay(
     """Seconds to wait before retry number ``retry`` (1 for the first retry).
 
     :param rng: returns a float in ``[0, 1)``; jitter adds ``jitter * rng()`` seconds.
+
+    The result is at most ``threading.TIMEOUT_MAX`` (about 292 years), the longest a thread
+    can wait.
     """
     if isinstance(sleep_time, int | float):
         base = float(sleep_time)
@@ -55,11 +60,11 @@ def compute_delay(
     try:
         delay = base * backoff ** (retry - 1)
     except OverflowError:
-        delay = math.inf
+        delay = math.inf if base else 0.0
     delay += jitter * rng()
     if max_sleep is not None:
         delay = min(delay, max_sleep)
-    return delay
+    return min(delay, threading.TIMEOUT_MAX)  # longer cannot be waited for (OverflowError)
 
 
 def _check_retries(value: Any) -> int:

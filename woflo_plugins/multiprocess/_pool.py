@@ -27,6 +27,7 @@ import collections
 import logging
 import os
 import pickle
+import selectors
 import signal
 import socket
 import struct
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from woflo import Outcome, TaskCall
@@ -108,7 +109,7 @@ class Pool:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
-        self._by_conn: dict[Connection, _Worker] = {}
+        self._selector = selectors.DefaultSelector()  # the watcher's: registered once each
         self._ctl: socket.socket | None = None
         self._zygote: subprocess.Popen[bytes] | None = None
         self._thread = threading.Thread(target=self._watch, name="woflo-multiprocess", daemon=True)
@@ -283,6 +284,8 @@ class Pool:
             self._break(PoolBroken(f"could not start the worker pool: {exc}"))
             return
         assert self._ctl is not None
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._selector.register(self._ctl, selectors.EVENT_READ, self._ctl)
         while True:
             with self._lock:
                 if self._closed:
@@ -291,23 +294,21 @@ class Pool:
                 if self._pending:  # at every turn, so no spawn deadline passes unchecked
                     self._plan_spawns(now)
                 spawns, self._spawn_queue = self._spawn_queue, []
-                conns: list[Any] = [w.conn for w in self._alive.values() if not w.eof]
                 timeout = self._next_deadline(now)
             for token, theirs in spawns:
                 try:
                     socket.send_fds(self._ctl, [SPAWN.pack(b"S", token)], [theirs.fileno()])
                 finally:
                     theirs.close()
-            ready = wait([self._wake_r, self._ctl, *conns], timeout)
-            for item in ready:
-                if isinstance(item, int):
+            for key, _events in self._selector.select(timeout):
+                if key.data is None:
                     _drain(self._wake_r)
-                elif item is self._ctl:
+                elif key.data is self._ctl:
                     if not self._read_zygote():
                         self._break(PoolBroken("the worker pool's zygote process died"))
                         return
-                else:
-                    self._read_worker(item)  # type: ignore[arg-type]
+                elif not key.data.eof:
+                    self._read_worker(key.data)
             self._on_time(time.monotonic())
         self._break(TaskStopped("the multiprocess pool was shut down"))
 
@@ -354,7 +355,7 @@ class Pool:
                 worker.pid = value
                 self._last_finish = time.monotonic()  # progress: a worker came up
                 self._alive[value] = worker
-                self._by_conn[worker.conn] = worker
+                self._selector.register(worker.conn, selectors.EVENT_READ, worker)
                 job = self._next_job()
                 if job is None:
                     worker.idle_since = time.monotonic()
@@ -367,20 +368,26 @@ class Pool:
             self._worker_exited(int.from_bytes(token, "little"), value)
         return True
 
-    def _read_worker(self, conn: Connection) -> None:
-        worker = self._by_conn.get(conn)
-        if worker is None:
-            return
+    def _unwatch(self, worker: _Worker) -> None:
+        """Stop reading ``worker`` (end of file, or about to close its socket)."""
+        if not worker.eof:
+            worker.eof = True
+            try:
+                self._selector.unregister(worker.conn)
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _read_worker(self, worker: _Worker) -> None:
         try:
-            kind, duration, blob = _serialize.unpack_reply(conn.recv_bytes())
+            kind, duration, blob = _serialize.unpack_reply(worker.conn.recv_bytes())
             if kind == b"l":
                 _emit_log(_serialize.loads(blob))
                 return
         except (EOFError, OSError):
-            worker.eof = True  # its exit report from the zygote follows
+            self._unwatch(worker)  # its exit report from the zygote follows
             return
         except BaseException as exc:  # a frame that does not unpickle: treat as a crash
-            worker.eof = True
+            self._unwatch(worker)
             _killpg(worker.pid, signal.SIGKILL)
             _report_internal(exc)
             return
@@ -389,6 +396,8 @@ class Pool:
     def _finish(self, worker: _Worker, kind: bytes, duration: float, blob: memoryview) -> None:
         job = worker.job
         if job is None:
+            return
+        if job.killed:  # its report waits for the zygote's word that the worker is dead
             return
         if kind == b"o":
             try:
@@ -434,10 +443,9 @@ class Pool:
                     break
             except OSError:
                 break
-            self._read_worker(worker.conn)
+            self._read_worker(worker)
         with self._lock:
             self._alive.pop(pid, None)
-            self._by_conn.pop(worker.conn, None)
             if worker in self._idle:
                 self._idle.remove(worker)
             job = worker.job
@@ -445,6 +453,7 @@ class Pool:
             if job is not None:
                 self._release(job)
             self._plan_spawns(time.monotonic())
+        self._unwatch(worker)
         worker.conn.close()
         if job is None:
             return
@@ -482,7 +491,7 @@ class Pool:
         for worker in escalate:
             _killpg(worker.pid, signal.SIGKILL)
         for worker in retire:
-            worker.eof = True
+            self._unwatch(worker)
             worker.conn.close()  # end of file: the worker exits on its own
 
     def _break(self, error: BaseException) -> None:
@@ -507,6 +516,7 @@ class Pool:
             worker.conn.close()
         for worker in starting:
             worker.conn.close()
+        self._selector.close()
         if self._ctl is not None:
             self._ctl.close()
         if self._zygote is not None:
