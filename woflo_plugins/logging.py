@@ -2,13 +2,14 @@
 
 Events (``event`` key) and their levels::
 
-    task.started    INFO     the run was created
-    task.retrying   WARNING  an attempt failed; ``error``, ``delay`` (s) until the next
-    task.completed  INFO     ``duration`` (s) of the run
-    task.failed     ERROR    the final error, with its traceback
-    task.crashed    ERROR    the worker died (signal or exit code)
-    task.timed_out  ERROR
-    task.stopped    WARNING
+    task.started         INFO     the run was created
+    task.attempt_failed  INFO     an attempt failed: ``error``, ``duration`` (s)
+    task.retrying        WARNING  another attempt follows: ``error``, ``delay`` (s) until it
+    task.completed       INFO     ``duration`` (s) of the run
+    task.failed          ERROR    the final error, with its traceback
+    task.crashed         ERROR    the worker died (signal or exit code)
+    task.timed_out       ERROR
+    task.stopped         WARNING
 
 Every event carries ``task``, ``run_id`` and ``attempt``. When the application has configured
 structlog (``structlog.is_configured()``), events go through its configuration unchanged, on
@@ -29,6 +30,7 @@ from collections.abc import Generator, MutableMapping
 from typing import Any
 
 from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl
+from woflo.errors import TaskStopped
 
 LEVEL_ENV = "WOFLO_LOG_LEVEL"
 FORMAT_ENV = "WOFLO_LOG_FORMAT"
@@ -134,6 +136,18 @@ def _fields(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any]:
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
     _emitter.emit("info", "task.started", runner=run.name, **_fields(run, 1))
+
+
+@hookimpl
+def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
+    if outcome.error is not None and not isinstance(outcome.error, TaskStopped):
+        _emitter.emit(
+            "info",
+            "task.attempt_failed",
+            error=repr(outcome.error),
+            duration=round(outcome.duration, 6),
+            **_fields(run, attempt),
+        )
 
 
 @hookimpl

@@ -105,14 +105,16 @@ def test_json_lines(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
         ("task.started", "ok"),
         ("task.completed", "ok"),
         ("task.started", "bad"),
+        ("task.attempt_failed", "bad"),
         ("task.retrying", "bad"),
+        ("task.attempt_failed", "bad"),
         ("task.failed", "bad"),
     ]
     for event in events:
         assert event["run_id"] in (ok.run_id, bad.run_id)
         assert isinstance(event["attempt"], int)
         assert "timestamp" in event
-    completed, retrying, failed = events[1], events[3], events[4]
+    completed, retrying, failed = events[1], events[4], events[6]
     assert completed["level"] == "info"
     assert completed["attempt"] == 1
     assert isinstance(completed["duration"], float)
@@ -135,13 +137,18 @@ def test_events_flow_through_the_applications_structlog(
     structlog.configure(processors=[structlog.processors.KeyValueRenderer()])
     with structlog.testing.capture_logs() as events:
         run = task(runner=SequentialTaskRun, name="job", retries=1)(_fails_once())()
-    assert [e["event"] for e in events] == ["task.started", "task.retrying", "task.completed"]
+    assert [e["event"] for e in events] == [
+        "task.started",
+        "task.attempt_failed",
+        "task.retrying",
+        "task.completed",
+    ]
     for event in events:
         assert event["task"] == "job"
         assert event["run_id"] == run.run_id
-    assert [e["log_level"] for e in events] == ["info", "warning", "info"]
-    assert events[1]["attempt"] == 1
-    assert events[2]["attempt"] == 2
+    assert [e["log_level"] for e in events] == ["info", "info", "warning", "info"]
+    assert events[2]["attempt"] == 1
+    assert events[3]["attempt"] == 2
     assert "duration" in events[2]
     assert "task." not in capfd.readouterr().err  # woflo's own printer stayed out of it
 

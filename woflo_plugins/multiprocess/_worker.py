@@ -9,11 +9,19 @@ Messages (one length-prefixed frame each, see ``_serialize.pack_job``/``pack_rep
                        b"e": duration, the packed exception
 
 The loop ends (and the process exits 0) when the caller closes the socket.
+
+Logging: the root logger gets one handler that sends every record to the caller, where it is
+handled by the logger of the same name, with its level, time (``created``) and the worker's pid
+(``process``), tagged with ``task``, ``run_id`` and ``attempt``. The root level is the caller's
+root level when the pool started. structlog, unless the task's code configures it, is routed
+through the stdlib (``render_to_log_kwargs``), so its events travel the same way with their
+fields as record attributes.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
 import threading
 import time
@@ -42,20 +50,49 @@ class _ForwardHandler(logging.Handler):
             data["exc_info"] = None
             for key, value in _context.items():
                 data.setdefault(key, value)
-            self._send(_serialize.pack_reply(b"l", 0.0, _serialize.dumps(_plain(data))))
+            self._send(_serialize.pack_reply(b"l", 0.0, _pickle_record(data)))
         except Exception:
             self.handleError(record)
 
 
-def _plain(data: dict[str, Any]) -> dict[str, Any]:
-    """Keep what pickles cheaply and safely; stringify the rest."""
-    out = {}
+def _pickle_record(data: dict[str, Any]) -> bytes:
+    """The record's attributes, pickled; any value that does not pickle goes as its repr."""
+    try:
+        return pickle.dumps(data, _serialize.PROTOCOL)
+    except Exception:
+        pass
+    plain = {}
     for key, value in data.items():
-        if value is None or isinstance(value, str | int | float | bool | tuple | list | dict):
-            out[key] = value
-        else:
-            out[key] = repr(value)
-    return out
+        try:
+            pickle.dumps(value, _serialize.PROTOCOL)
+        except Exception:
+            value = repr(value)
+        plain[key] = value
+    return pickle.dumps(plain, _serialize.PROTOCOL)
+
+
+def _route_structlog() -> None:
+    """Send structlog events through stdlib logging, hence to the caller, unless the task's
+    code configured structlog itself (then its configuration holds, in this worker)."""
+    global _structlog_routed
+    structlog = sys.modules.get("structlog")
+    if _structlog_routed or structlog is None or structlog.is_configured():
+        return
+    _structlog_routed = True
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+_structlog_routed = False
 
 
 def serve(conn: Connection, log_level: int) -> int:
@@ -104,6 +141,7 @@ def serve(conn: Connection, log_level: int) -> int:
         except BaseException as exc:
             reply = _failure(exc, time.perf_counter() - start)
         else:
+            _route_structlog()
             call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
             outcome = task._plugins.hooks.execute_attempt(call)
             del args, kwargs, call, frame, task_blob, args_blob
