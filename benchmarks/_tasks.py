@@ -12,10 +12,21 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
-def busy(seconds: float) -> int:
-    """Pure-Python work for about ``seconds`` of one core."""
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
+def busy(iterations: int) -> int:
+    """A fixed amount of pure-Python work (see :func:`iterations_for`)."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def iterations_for(seconds: float) -> int:
+    """How many :func:`busy` iterations take about ``seconds`` of one core, here and now."""
+    n = 10_000
+    while True:
+        start = time.process_time()
+        busy(n)
+        spent = time.process_time() - start
+        if spent > 0.05:
+            return max(1, int(n * seconds / spent))
+        n *= 2

@@ -30,7 +30,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _tasks import busy, noop, sleep  # noqa: E402  (importable by every system's workers)
+from _tasks import busy, iterations_for, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
 from woflo.runners import SequentialTaskRun  # noqa: E402
@@ -215,12 +215,14 @@ def sleepers(systems: Systems, n: int, seconds: float) -> dict[str, System]:
 
 
 def cpu_bound(systems: Systems, n: int, seconds: float) -> dict[str, System]:
-    """n pure-Python busy loops of ``seconds`` each: wall seconds (do we use every core?)."""
+    """n pure-Python loops of ``seconds`` of one core's work each: wall seconds (do we use
+    every core? the floor is n * seconds / cores)."""
+    work = iterations_for(seconds)
 
     def make(batch: Batch) -> System:
         def measure() -> float:
             start = time.perf_counter()
-            batch(busy, [(seconds,)] * n)
+            batch(busy, [(work,)] * n)
             return time.perf_counter() - start
 
         return measure
@@ -392,6 +394,46 @@ def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
     return result
 
 
+def logging_cost(systems: Systems, n: int) -> dict[str, System]:
+    """What the logging plugin adds at the default level: per call, seconds."""
+    from woflo._plugins import PluginSystem, get_plugin_system, set_plugin_system
+
+    def make(runner: str, disabled: list[str]) -> Callable[[], Any]:
+        previous = set_plugin_system(PluginSystem.from_entry_points(disabled=disabled))
+        try:
+            return woflo.task(runner=runner)(noop)
+        finally:
+            set_plugin_system(previous)
+
+    get_plugin_system()
+
+    def measure(t: Any, count: int) -> System:
+        def run() -> float:
+            start = time.perf_counter()
+            for r in [t(i) for i in range(count)]:
+                r.get_result()
+            return (time.perf_counter() - start) / count
+
+        return run
+
+    return {
+        "woflo sequential, logging on": measure(make("sequential", []), n * 10),
+        "woflo sequential, logging off": measure(make("sequential", ["logging"]), n * 10),
+        "woflo multiprocess, logging on": measure(make("multiprocess", []), n),
+        "woflo multiprocess, logging off": measure(make("multiprocess", ["logging"]), n),
+    }
+
+
+def dask_overhead(systems: Systems, n: int) -> dict[str, System]:
+    """n no-op runs through DaskTaskRun against plain client.submit, same cluster: s per call."""
+    if not hasattr(systems, "dask_client"):
+        return {}
+    return {
+        "dask (LocalCluster)": overhead(systems, n)["dask (LocalCluster)"],
+        "woflo DaskTaskRun": overhead(systems, n)["woflo DaskTaskRun"],
+    }
+
+
 def memory(systems: Systems, n: int) -> dict[str, System]:
     """parent RSS growth (MiB) after n finished runs the program no longer references."""
 
@@ -465,6 +507,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     s = systems
     n_retry = 200 if quick else 5_000
     n_memory = 1_000 if quick else 10_000
+    n_small = 200 if quick else 2_000
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -498,6 +541,18 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             1000000.0,
         ),
         ("memory", f"parent memory after {n_memory:,} runs (MiB)", lambda: memory(s, n_memory), 1),
+        (
+            "logging",
+            f"logging plugin cost, {n_small:,} runs (µs per call)",
+            lambda: logging_cost(s, n_small),
+            1e6,
+        ),
+        (
+            "dask",
+            f"DaskTaskRun vs client.submit, {n_small:,} no-op runs (µs per call)",
+            lambda: dask_overhead(s, n_small),
+            1e6,
+        ),
     ]
 
 
@@ -534,7 +589,14 @@ def main(argv: list[str] | None = None) -> int:
             if only and not any(o in title for o in only):
                 continue
             result = measure(build(), rounds)
-            base = result.get("woflo") or result.get("woflo (sequential)") or 0.0
+            if not result:
+                continue
+            base = (
+                result.get("woflo")
+                or result.get("woflo (sequential)")
+                or result.get("dask (LocalCluster)")
+                or next(iter(result.values()))
+            )
             for name, value in result.items():
                 ratio = f"{value / base:.2f}" if base else "n/a"
                 lines.append(f"| {title} | {name} | {value * scale:.3g} | {ratio} |")
