@@ -43,7 +43,7 @@ from woflo.errors import TaskCrashed, TaskStopped, WofloError
 from woflo_plugins.multiprocess import _serialize
 from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
 
-SPAWN_DELAY = 0.01
+SPAWN_DELAY = 0.05
 MAX_STARTING = 4
 
 
@@ -225,8 +225,14 @@ class Pool:
                 count += 1
         return count
 
-    def _plan_spawns(self, now: float) -> int:
-        """Queue worker starts for jobs waiting; return how many were queued."""
+    def _plan_spawns(self, now: float, *, watcher: bool = False) -> int:
+        """Queue worker starts for jobs waiting; return how many were queued.
+
+        Anyone may start workers up to ``os.cpu_count()``; only the watcher, right after it
+        read what the workers sent, judges that the busy ones are stuck (no attempt finished
+        for ``SPAWN_DELAY``): a caller submitting a burst, or a watcher that was waiting for
+        the GIL, would see no finish only because nobody looked.
+        """
         if not self._pending or len(self._starting) >= MAX_STARTING:
             return 0
         need = self._eligible() - len(self._starting)
@@ -236,7 +242,8 @@ class Pool:
         if room <= 0:
             return 0
         stuck = (
-            not self._starting
+            watcher
+            and not self._starting
             and now - self._pending[0].enqueued >= SPAWN_DELAY
             and now - self._last_finish >= SPAWN_DELAY
         )
@@ -487,7 +494,7 @@ class Pool:
                     worker.kill_at = now + 3600.0  # never reused
                     retire.append(worker)
             if self._pending:
-                self._plan_spawns(now)
+                self._plan_spawns(now, watcher=True)
         for worker in escalate:
             _killpg(worker.pid, signal.SIGKILL)
         for worker in retire:
