@@ -115,7 +115,7 @@ class Systems:
             import distributed
 
             cluster = distributed.LocalCluster(
-                n_workers=WORKERS, threads_per_worker=1, dashboard_address=None, silence_logs=40
+                n_workers=WORKERS, threads_per_worker=1, dashboard_address=":0", silence_logs=40
             )
             client = distributed.Client(cluster, set_as_default=False)
             self._closers += [cluster.close, client.close]
@@ -507,7 +507,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     s = systems
     n_retry = 200 if quick else 5_000
     n_memory = 1_000 if quick else 10_000
-    n_small = 200 if quick else 2_000
+    n_small = 50 if quick else 2_000
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     rounds = args.rounds or (1 if quick else 5)
-    sizes = [10, 100] if quick else [10, 100, 1_000, 10_000]
+    sizes = [10, 100] if quick else [10, 100, 1_000, 2_000, 10_000]
     systems = Systems()
     try:
         systems.warm_up()

@@ -87,7 +87,7 @@ def get_client() -> Any:
                 _owned.append(_client)
             else:
                 cluster = distributed.LocalCluster(
-                    processes=True, dashboard_address=None, silence_logs=40
+                    processes=True, dashboard_address=":0", silence_logs=40
                 )
                 _client = distributed.Client(cluster, set_as_default=False)
                 _owned.extend([_client, cluster])
@@ -114,8 +114,12 @@ def _close_owned() -> None:
 
 def _execute_remotely(task: Any, call: TaskCall) -> tuple[str, Any, float]:
     """Runs on a Dask worker: the attempt through the worker's woflo plugins."""
-    from woflo_plugins.multiprocess import _serialize
+    import structlog  # noqa: F401  (once per worker: tasks find their context in contextvars)
 
+    from woflo_plugins.multiprocess import _serialize
+    from woflo_plugins.multiprocess._worker import _route_structlog
+
+    _route_structlog()  # structlog events travel with the stdlib records Dask forwards
     outcome = task._plugins.hooks.execute_attempt(call)
     if outcome.error is None:
         return ("ok", outcome.value, outcome.duration)

@@ -33,7 +33,7 @@ def cluster() -> Iterator[Any]:
             n_workers=2,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=40,
         ) as local,
         distributed.Client(local, set_as_default=False) as client,
@@ -90,6 +90,58 @@ def test_worker_logs_reach_the_client() -> None:
     [record] = [r for r in seen if r.getMessage() == "hello from the worker"]
     assert record.levelno == logging.WARNING
     assert record.process == pid
+
+
+def test_tasks_see_their_context_in_structlog_contextvars() -> None:
+    from woflo.testing import add  # noqa: F401  (an importable module for the worker)
+
+    run = task(runner="dask")(_context)()
+    assert run.get_result(timeout=60) == {"task": "_context", "run_id": run.run_id, "attempt": 1}
+
+
+def _context() -> dict[str, object]:
+    import structlog
+
+    return dict(structlog.contextvars.get_contextvars())
+
+
+def test_stop_can_restart_the_worker(tmp_path: Path) -> None:
+    from woflo.testing import block
+
+    started = tmp_path / "started"
+    woflo_dask.configure(restart_workers=True)
+    try:
+        run = task(runner="dask")(_pid_then_block)(str(started), str(tmp_path / "never"))
+        deadline = time.monotonic() + 60
+        while not started.exists() or not started.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pid = int(started.read_text())
+        assert run.stop()
+        assert run.state is RunState.STOPPED
+        while _alive(pid):  # the worker process running it was restarted, so it is gone
+            assert time.monotonic() < deadline, "the worker was not restarted"
+            time.sleep(0.01)
+    finally:
+        woflo_dask.configure(restart_workers=False)
+    assert block  # imported: the gate helper exists for runners that cannot kill
+
+
+def _pid_then_block(started: str, release: str) -> None:
+    import os
+
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_without_distributed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
