@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -112,18 +114,103 @@ def _close_owned() -> None:
             pass
 
 
-def _execute_remotely(task: Any, call: TaskCall) -> tuple[str, Any, float]:
+_tasks: dict[bytes, Any] = {}  # on a Dask worker: the tasks it has seen, by token
+_blobs: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _task_blob(task: Any) -> tuple[bytes, bytes]:
+    """The task pickled once (a token and the bytes), not at every submit."""
+    blob = _blobs.get(task)
+    if blob is None:
+        from woflo_plugins.multiprocess import _serialize
+
+        blob = _blobs.setdefault(task, (os.urandom(8), _serialize.dumps(task)))
+    return blob
+
+
+def _execute_remotely(
+    token: bytes, task_blob: bytes, meta: tuple[str, str, int], args: tuple[Any, ...], kwargs: Any
+) -> tuple[str, Any, float]:
     """Runs on a Dask worker: the attempt through the worker's woflo plugins."""
     import structlog  # noqa: F401  (once per worker: tasks find their context in contextvars)
 
     from woflo_plugins.multiprocess import _serialize
     from woflo_plugins.multiprocess._worker import _route_structlog
 
+    task = _tasks.get(token)
+    if task is None:
+        task = _tasks.setdefault(token, _serialize.loads(task_blob))
+    task_name, run_id, attempt = meta
+    call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
     _route_structlog()  # structlog events travel with the stdlib records Dask forwards
     outcome = task._plugins.hooks.execute_attempt(call)
     if outcome.error is None:
         return ("ok", outcome.value, outcome.duration)
     return ("err", _serialize.dump_exception(outcome.error), outcome.duration)
+
+
+class _Collector:
+    """Fetches the results of finished attempts in batches (one ``gather`` for all that are
+    done, as ``client.gather`` users do) and reports them, on one thread per client."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._queue: queue.SimpleQueue[tuple[Any, TaskCall, Any]] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="woflo-dask-results", daemon=True).start()
+
+    def put(self, item: tuple[Any, TaskCall, Any]) -> None:
+        self._queue.put(item)
+
+    def _loop(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            finished = [item for item in items if item[2].status == "finished"]
+            try:
+                values = self._client.gather([f for _, _, f in finished], errors="raise")
+            except BaseException:  # fetch one by one: only the broken one fails
+                values = None
+            for index, (run, call, future) in enumerate(finished):
+                value = values[index] if values is not None else None
+                run._attempt_finished(call, _outcome(future, value, values is not None))
+            for run, call, future in items:
+                if future.status != "finished":
+                    run._attempt_finished(call, _outcome(future, None, False))
+
+
+def _outcome(future: Any, value: Any, fetched: bool) -> Outcome:
+    from woflo_plugins.multiprocess import _serialize
+
+    try:
+        status = future.status
+        if status == "cancelled":
+            return Outcome(error=TaskStopped(f"the Dask future {future.key} was cancelled"))
+        if status == "finished":
+            kind, payload, duration = value if fetched else future.result(timeout=30)
+            if kind == "ok":
+                return Outcome(value=payload, duration=duration)
+            return Outcome(error=_serialize.load_exception(payload), duration=duration)
+        error = future.exception(timeout=30)
+        if type(error).__name__ == "KilledWorker":
+            error = TaskCrashed(f"the Dask worker running the attempt died: {error}")
+        return Outcome(error=error)
+    except BaseException as exc:  # a result that does not arrive is this attempt's failure
+        return Outcome(error=exc)
+
+
+_collectors: dict[int, _Collector] = {}
+
+
+def _collector_for(client: Any) -> _Collector:
+    with _lock:
+        collector = _collectors.get(id(client))
+        if collector is None or collector._client is not client:
+            collector = _collectors[id(client)] = _Collector(client)
+        return collector
 
 
 class DaskTaskRun(BaseTaskRun[R]):
@@ -140,39 +227,22 @@ class DaskTaskRun(BaseTaskRun[R]):
         self._future: Any = None
 
     def _start_attempt(self, call: TaskCall) -> None:
+        token, blob = _task_blob(self.task)
         future = self._client.submit(
             _execute_remotely,
-            self.task,
-            call,
+            token,
+            blob,
+            (call.task_name, call.run_id, call.attempt),
+            call.args,
+            call.kwargs,
             key=f"woflo-{call.task_name}-{call.run_id}-{call.attempt}",
             pure=False,
             retries=0,
         )
         self._future = future
         self._attempt_started(call)
-        future.add_done_callback(lambda f: self._report(call, f))
-
-    def _report(self, call: TaskCall, future: Any) -> None:
-        from woflo_plugins.multiprocess import _serialize
-
-        try:
-            status = future.status
-            if status == "cancelled":
-                outcome = Outcome(error=TaskStopped(f"the Dask future {future.key} was cancelled"))
-            elif status == "finished":
-                kind, payload, duration = future.result(timeout=30)
-                if kind == "ok":
-                    outcome = Outcome(value=payload, duration=duration)
-                else:
-                    outcome = Outcome(error=_serialize.load_exception(payload), duration=duration)
-            else:
-                error = future.exception(timeout=30)
-                if type(error).__name__ == "KilledWorker":
-                    error = TaskCrashed(f"the Dask worker running the attempt died: {error}")
-                outcome = Outcome(error=error)
-        except BaseException as exc:  # a result that does not arrive is this attempt's failure
-            outcome = Outcome(error=exc)
-        self._attempt_finished(call, outcome)
+        collector = _collector_for(self._client)
+        future.add_done_callback(lambda f: collector.put((self, call, f)))
 
     def _kill_attempt(self, call: TaskCall) -> None:
         future = self._future
