@@ -87,6 +87,8 @@ class BaseTaskRun(Generic[R]):
         self.kwargs = kwargs
         self.run_id: str = _new_run_id()
         self.hook_errors: list[BaseException] = []
+        if not self.blocking:  # before the runner prepares anything (a pool, its threads)
+            _live_runs.check_open(task.name)
         self._hooks = task._plugins.hooks
         self._state = RunState.PENDING
         self._attempts = 0
@@ -402,13 +404,22 @@ class _LiveRuns:
         self._exiting = False
         self._registered = False
 
+    def check_open(self, task_name: str) -> None:
+        """Raise :class:`WofloError` if a run can no longer start: the interpreter is exiting.
+
+        That is once the wait at exit began, and also in the main thread after the program
+        ended (an atexit handler or a finalizer): the wait at exit may have run already, or
+        not be registered yet (registering it then is too late), so such a run would be lost.
+        """
+        if self._exiting or _after_main_thread():
+            raise WofloError(
+                f"cannot start a run of task {task_name!r}: the interpreter is exiting "
+                "(call tasks before exit, not from atexit handlers or finalizers)"
+            )
+
     def admit(self, run: BaseTaskRun[Any]) -> None:
         with self._lock:
-            if self._exiting:
-                raise WofloError(
-                    f"cannot start a run of task {run.task.name!r}: the interpreter is exiting "
-                    "(call tasks before exit, not from atexit handlers or finalizers)"
-                )
+            self.check_open(run.task.name)
             if not self._registered:
                 atexit.register(self._at_exit)
                 self._registered = True
@@ -440,6 +451,14 @@ class _LiveRuns:
             stopped = self.stop_all()
             sys.stderr.write(f"woflo: interrupted at exit; stopped {stopped} run(s)\n")
             _die_of_sigint()
+
+
+def _after_main_thread() -> bool:
+    """Whether this is the main thread after the program ended: ``threading`` has shut down
+    and the interpreter runs its atexit handlers and finalizers (other threads may still run
+    then, non-daemon ones legitimately: only the main thread is asked about)."""
+    main = threading.main_thread()
+    return threading.current_thread() is main and not main.is_alive()
 
 
 def _die_of_sigint() -> None:

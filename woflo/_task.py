@@ -93,7 +93,8 @@ class Task(Generic[P, R]):
     def __reduce__(self) -> str | tuple[Any, ...]:
         module = getattr(self.fn, "__module__", None)
         qualname = getattr(self.fn, "__qualname__", "")
-        if module and module != "__main__" and "<locals>" not in qualname:
+        # a spawn/forkserver child of the program runs its script as "__mp_main__": by value too
+        if module and module not in ("__main__", "__mp_main__") and "<locals>" not in qualname:
             import sys
 
             target: Any = sys.modules.get(module)

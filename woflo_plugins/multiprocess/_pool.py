@@ -45,6 +45,7 @@ from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
 
 SPAWN_DELAY = 0.05
 MAX_STARTING = 4
+EARLY_SEND = 64 * 1024  # bytes of a job sent before the previous result is delivered
 
 
 class _Job:
@@ -165,9 +166,14 @@ class Pool:
                 if worker.kill_at is None:
                     worker.kill_at = time.monotonic() + self.kill_grace
         if pending:
+            _ended(job)
             run._attempt_finished(call, Outcome(error=_stopped(job)))
             return
         _killpg(worker.pid, signal.SIGTERM)
+        # A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
+        # continued; the SIGKILL after the grace would not come while the watcher is blocked
+        # handing that worker a large job.
+        _killpg(worker.pid, signal.SIGCONT)
         self._wake()
 
     def counts(self) -> dict[str, int]:
@@ -435,9 +441,19 @@ class Pool:
                     self._idle.append(worker)
                 else:
                     self._assign(worker, following)
-        if following is not None:
+        _ended(job)
+        # A small next job goes out first, so the worker starts on it while this result is
+        # delivered (its frame fits in the socket buffer, empty now: the send cannot block). A
+        # large one only after: its send can block (a worker slow to read, or stopped), and
+        # this result, already here, must not wait for that.
+        early = following is not None and _frame_size(following) <= EARLY_SEND
+        if following is not None and early:
             self._start(worker, following)
-        job.run._attempt_finished(job.call, outcome)
+        try:
+            job.run._attempt_finished(job.call, outcome)
+        finally:
+            if following is not None and not early:
+                self._start(worker, following)
 
     def _worker_exited(self, pid: int, exitcode: int) -> None:
         worker = self._alive.get(pid)
@@ -464,6 +480,7 @@ class Pool:
         worker.conn.close()
         if job is None:
             return
+        _ended(job)
         if job.killed:
             error: BaseException = _stopped(job)
         else:
@@ -535,7 +552,21 @@ class Pool:
         os.close(self._wake_r)
         os.close(self._wake_w)
         for job in jobs:
+            _ended(job)
             job.run._attempt_finished(job.call, Outcome(error=error))
+
+
+def _frame_size(job: _Job) -> int:
+    """An upper bound of the size of the frame that hands ``job`` to a worker."""
+    return len(job.args_blob) + len(job.task.blob) + 4 * len(job.call.task_name) + 256
+
+
+def _ended(job: _Job) -> None:
+    """The attempt is over: its run no longer needs the job. The job refers to the run, and
+    so to its arguments and their pickle; without this, that reference cycle keeps them (a
+    100 MB argument, twice) alive after the caller dropped the run, until the gc runs."""
+    if getattr(job.run, "_mp_job", None) is job:
+        job.run._mp_job = None
 
 
 def _stopped(job: _Job) -> TaskStopped:

@@ -6,9 +6,10 @@ Objects the worker received by value from the caller's ``__main__`` go back *by 
 the caller gets its own class (``except MyError:`` in the script works).
 
 An exception that cannot be pickled, or re-created by its constructor (a custom ``__init__``, a
-frozen dataclass), is rebuilt without calling ``__init__``; when even its class cannot be
-loaded, a :class:`woflo.errors.RemoteTaskError` stands in with its type name, message and
-traceback text. The worker's traceback is always attached as ``__cause__``.
+frozen dataclass), is rebuilt without calling ``__init__`` (with its message as ``args`` if
+its own arguments do not pickle); when even its class cannot be loaded, a
+:class:`woflo.errors.RemoteTaskError` stands in with its type name, message and traceback text.
+The worker's traceback is always attached as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
         if (
             self._main_by_reference
             and isinstance(obj, type | _FunctionType)
-            and getattr(obj, "__module__", None) == "__main__"
+            and getattr(obj, "__module__", None) in _MAIN_NAMES
             and "<locals>" not in getattr(obj, "__qualname__", "<locals>")
         ):
             return (_main_lookup, (obj.__qualname__,))
@@ -73,8 +74,16 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
 _FunctionType = type(_main_lookup)
 
 
+_MAIN_NAMES = ("__main__", "__mp_main__")
+"""The script's module: ``__mp_main__`` in a spawn/forkserver child of a multiprocessing program."""
+
+
 def dumps(obj: Any, *, main_by_reference: bool = False) -> bytes:
     """Pickle ``obj`` with cloudpickle (``main_by_reference``: in a worker, for the caller)."""
+    mp_main = sys.modules.get("__mp_main__")
+    if mp_main is not None and not main_by_reference:
+        # a worker has no such module (its own "__main__" is not the script): send by value
+        cloudpickle.register_pickle_by_value(mp_main)
     buffer = io.BytesIO()
     _Pickler(buffer, main_by_reference=main_by_reference).dump(obj)
     return buffer.getvalue()
@@ -87,7 +96,7 @@ def dumps_for_worker(obj: Any) -> bytes:
         data = pickle.dumps(obj, PROTOCOL)
     except Exception:
         return dumps(obj)
-    return data if b"__main__" not in data else dumps(obj)
+    return data if b"__main__" not in data and b"__mp_main__" not in data else dumps(obj)
 
 
 def dumps_for_caller(obj: Any) -> bytes:
@@ -190,15 +199,26 @@ def dump_exception(error: BaseException) -> bytes:
         whole = dumps(error, main_by_reference=True)
     except BaseException:
         whole = None
-    parts: bytes | None
+    parts: bytes | None = None
     try:
         state = dict(getattr(error, "__dict__", {}))
-        parts = dumps((type(error), error.args, state), main_by_reference=True)
     except BaseException:
+        state = {}
+    # its own args and attributes if they pickle; else its message stands in for the args
+    # (an argument that does not pickle must not cost the caller the type), and without the
+    # attributes if even they do not pickle
+    tries: tuple[tuple[tuple[Any, ...], dict[str, Any]], ...] = (
+        (error.args, state),
+        (error.args, {}),
+        ((message,), state),
+        ((message,), {}),
+    )
+    for args, attributes in tries:
         try:
-            parts = dumps((type(error), error.args, {}), main_by_reference=True)
+            parts = dumps((type(error), args, attributes), main_by_reference=True)
         except BaseException:
-            parts = None
+            continue
+        break
     return dumps((whole, parts, type_name, message, tb_text))
 
 

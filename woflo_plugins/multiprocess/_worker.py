@@ -114,6 +114,7 @@ def serve(conn: Connection, log_level: int) -> int:
     from woflo import TaskCall
 
     tasks: dict[bytes, Any] = {}
+    keep: list[Any] = []
     while True:
         try:
             frame = conn.recv_bytes()
@@ -144,7 +145,10 @@ def serve(conn: Connection, log_level: int) -> int:
             _route_structlog()
             call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
             outcome = task._plugins.hooks.execute_attempt(call)
-            del args, kwargs, call, frame, task_blob, args_blob
+            # Dropped only once the reply is sent: a __del__ that ends the worker must not
+            # take a result already computed with it.
+            keep.extend((args, kwargs, call, outcome))
+            del args, kwargs, call
             if outcome.error is not None:
                 reply = _failure(outcome.error, outcome.duration)
             else:
@@ -160,6 +164,7 @@ def serve(conn: Connection, log_level: int) -> int:
                     reply = _serialize.pack_reply(b"o", outcome.duration, blob)
                     del blob
             del outcome
+        del frame, task_blob, args_blob
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -170,6 +175,7 @@ def serve(conn: Connection, log_level: int) -> int:
         except OSError:
             return 0
         del reply
+        keep.clear()
         _context.clear()
 
 

@@ -360,3 +360,215 @@ def returns_unloadable(fn: Callable[[Any], Any], arg: Any) -> Any:
 @task
 def ignore(_value: Any) -> str:
     return "ran"
+
+
+# ---- for the fault suite (test_fault_suite.py) ---------------------------------------------
+
+
+def return_value(value: Any) -> Any:
+    return value
+
+
+def raise_value_error(message: str) -> None:
+    raise ValueError(message)
+
+
+def hold_then_return(gate: Path, name: str, value: Any) -> Any:
+    """Like :func:`hold`, but return ``value`` (so every call of a test can have its own)."""
+    hold(gate, name)
+    return value
+
+
+def _segfault(address: int) -> Any:
+    import ctypes
+
+    return ctypes.string_at(address)
+
+
+class PicklesWith:
+    """Pickling it calls ``fn(arg)`` (which raises, exits, or kills the process)."""
+
+    def __init__(self, fn: Callable[[Any], Any], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        self.fn(self.arg)
+        return (str, ("unreachable",))
+
+
+@task
+def returns_unpicklable_by(fn: Callable[[Any], Any], arg: Any) -> Any:
+    return PicklesWith(fn, arg)
+
+
+class DiesWhenFreed:
+    """An object whose ``__del__`` ends the process with ``os._exit(code)``, when *armed*.
+
+    Only a copy made in a worker is armed: one the test creates is not, pickling it for a
+    worker arms the worker's copy, and pickling an armed one back disarms the caller's copy.
+    """
+
+    def __init__(self, code: int, armed: bool = False) -> None:
+        self.code = code
+        self.pid = os.getpid() if armed else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (DiesWhenFreed, (self.code, self.pid is None))
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            os._exit(self.code)
+
+
+@task
+def returns_dies_when_freed(code: int) -> tuple[int, DiesWhenFreed]:
+    return os.getpid(), DiesWhenFreed(code, armed=True)
+
+
+@task
+def getpid_ignoring(_value: Any) -> int:
+    return os.getpid()
+
+
+@task
+def dies_after_returning(gate: Path, code: int, value: Any) -> Any:
+    """Return ``value`` at once, leaving behind an object whose ``__del__`` ends the worker:
+    a thread frees it once the gate is released (so, after the caller has the result)."""
+    import threading
+
+    holder = [DiesWhenFreed(code, armed=True)]
+
+    def free_later() -> None:
+        deadline = time.monotonic() + HOLD
+        while not (gate / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        holder.clear()
+
+    threading.Thread(target=free_later, daemon=True).start()
+    _write_atomic(gate / "dies.pid", str(os.getpid()))
+    return value
+
+
+class KwOnlyError(Exception):
+    """An exception whose constructor takes keyword-only arguments."""
+
+    def __init__(self, *, code: int, reason: str = "kw-only") -> None:
+        super().__init__(f"code={code} reason={reason}")
+        self.code = code
+        self.reason = reason
+
+
+@task
+def raise_kw_only(code: int) -> None:
+    raise KwOnlyError(code=code, reason="keywords")
+
+
+@task
+def raise_with_unpicklable_argument(message: str) -> None:
+    import threading
+
+    raise ValueError(message, threading.Lock())
+
+
+@task
+def raise_from_a_module_only_the_worker_has(directory: Path) -> None:
+    """Raise an exception whose class lives in a module the caller cannot import."""
+    (directory / "only_in_the_worker.py").write_text(
+        "class OnlyInTheWorker(Exception):\n    pass\n"
+    )
+    sys.path.insert(0, str(directory))
+    try:
+        import only_in_the_worker  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(directory))
+    raise only_in_the_worker.OnlyInTheWorker("cannot be loaded by the caller")
+
+
+@task(retries=1)
+def held_then_retried(gate: Path) -> int:
+    """The first attempt holds (to be killed from outside); the next returns its pid."""
+    if count_attempt(gate) == 1:
+        hold(gate, "first")
+    return os.getpid()
+
+
+def main_thread_in(*names: str) -> bool:
+    """Whether the main thread of this process is executing a function named one of ``names``."""
+    import threading
+
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name in names:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@task
+def large_result_after_a_log(gate: Path, logger_name: str, size: int, die: bool) -> bytes:
+    """Log a warning (the test's handler blocks the caller's watcher thread on it), then return
+    ``size`` bytes. A thread writes ``sending`` in the gate once the result is being sent,
+    and with ``die`` then ends the worker with ``os._exit(9)``, mid-send."""
+    import threading
+
+    logging.getLogger(logger_name).warning("large result coming from pid %d", os.getpid())
+
+    def watch() -> None:
+        deadline = time.monotonic() + HOLD
+        while not main_thread_in("_send_bytes") and time.monotonic() < deadline:
+            time.sleep(0.001)
+        _write_atomic(gate / "sending", str(os.getpid()))
+        if die:
+            os._exit(9)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return b"r" * size
+
+
+@task
+def stops_itself_after_returning(gate: Path, logger_name: str) -> int:
+    """Hold; once released, log a warning (the test's handler holds the caller's watcher
+    thread on it, so no next job comes yet) and return; as soon as the worker waits for its
+    next job, it stops itself with SIGSTOP (as ``kill -STOP`` or a debugger would): from then
+    on it reads nothing."""
+    import threading
+
+    hold(gate, "stopper")
+    logging.getLogger(logger_name).warning("stopping pid %d", os.getpid())
+
+    def stop_when_back() -> None:
+        deadline = time.monotonic() + HOLD
+        while time.monotonic() < deadline:
+            if main_thread_in("recv_bytes") and not main_thread_in("stops_itself_after_returning"):
+                os.kill(os.getpid(), signal.SIGSTOP)
+                return
+            time.sleep(0.0005)
+
+    threading.Thread(target=stop_when_back, daemon=True).start()
+    return os.getpid()
+
+
+@task
+def size_of(data: bytes) -> int:
+    return len(data)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of ``pid`` in MB, from /proc (0 for a process gone or a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (``T``: stopped, ``Z``: zombie), ``""`` if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
