@@ -130,7 +130,7 @@ def _entry_for(task: Any) -> Any:
         from woflo_plugins.multiprocess._pool import _TaskEntry
 
         try:
-            blob = _serialize.dumps(task)
+            blob = _serialize.dumps_for_worker(task)
         except Exception as exc:
             raise ArgumentNotPicklable(
                 f"task {task.name!r} cannot be pickled to send it to a worker process: "

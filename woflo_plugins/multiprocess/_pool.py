@@ -35,12 +35,12 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
 from woflo import Outcome, TaskCall
 from woflo.errors import TaskCrashed, TaskStopped, WofloError
 from woflo_plugins.multiprocess import _serialize
+from woflo_plugins.multiprocess._channel import Channel
 from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
 
 SPAWN_DELAY = 0.05
@@ -65,7 +65,7 @@ class _Job:
 class _Worker:
     __slots__ = ("conn", "eof", "exitcode", "idle_since", "job", "kill_at", "known", "pid", "token")
 
-    def __init__(self, token: bytes, conn: Connection):
+    def __init__(self, token: bytes, conn: Channel):
         self.token = token
         self.conn = conn
         self.pid = 0
@@ -257,7 +257,7 @@ class Pool:
         for _ in range(max(count, 0)):
             token = os.urandom(8)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            self._starting[token] = _Worker(token, Connection(ours.detach()))
+            self._starting[token] = _Worker(token, Channel(ours))
             self._spawn_queue.append((token, theirs))
         return max(count, 0)
 

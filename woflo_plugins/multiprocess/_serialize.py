@@ -23,8 +23,6 @@ import traceback
 import types
 from typing import Any
 
-import cloudpickle
-
 from woflo.errors import ArgumentNotPicklable, RemoteTaskError, RemoteTraceback
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -37,41 +35,52 @@ def _main_lookup(qualname: str) -> Any:
     return target
 
 
-def _code_reduce(code: types.CodeType) -> Any:
-    """cloudpickle's reduction of a code object, keeping its file name for tracebacks."""
-    assert _cloudpickle_code_reduce is not None
-    constructor, args = _cloudpickle_code_reduce(code)
-    return constructor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
-
-
-_cloudpickle_code_reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
-
-
-class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
-    """cloudpickle, except that ``__main__`` objects the caller can look up go by reference,
-    and functions sent by value keep their file name (tracebacks show the source lines)."""
-
-    if _cloudpickle_code_reduce is not None:
-        dispatch_table = collections.ChainMap(
-            {types.CodeType: _code_reduce}, cloudpickle.Pickler.dispatch_table
-        )
-
-    def __init__(self, file: io.BytesIO, *, main_by_reference: bool) -> None:
-        super().__init__(file, protocol=PROTOCOL)
-        self._main_by_reference = main_by_reference
-
-    def reducer_override(self, obj: Any) -> Any:
-        if (
-            self._main_by_reference
-            and isinstance(obj, type | _FunctionType)
-            and getattr(obj, "__module__", None) in _MAIN_NAMES
-            and "<locals>" not in getattr(obj, "__qualname__", "<locals>")
-        ):
-            return (_main_lookup, (obj.__qualname__,))
-        return super().reducer_override(obj)
-
-
 _FunctionType = type(_main_lookup)
+_pickler_class: Any = None
+
+
+def _pickler() -> Any:
+    """The cloudpickle-based pickler, built on first use: a call that plain ``pickle``
+    handles (the common case) never imports cloudpickle, in the caller or in a worker."""
+    global _pickler_class
+    if _pickler_class is not None:
+        return _pickler_class
+    import cloudpickle
+
+    code_reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+    def keep_filename(code: types.CodeType) -> Any:
+        """cloudpickle's reduction of a code object, keeping its file name for tracebacks."""
+        assert code_reduce is not None
+        constructor, args = code_reduce(code)
+        return constructor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        """cloudpickle, except that ``__main__`` objects the caller can look up go by
+        reference, and functions sent by value keep their file name (tracebacks show the
+        source lines)."""
+
+        if code_reduce is not None:
+            dispatch_table = collections.ChainMap(
+                {types.CodeType: keep_filename}, cloudpickle.Pickler.dispatch_table
+            )
+
+        def __init__(self, file: io.BytesIO, *, main_by_reference: bool) -> None:
+            super().__init__(file, protocol=PROTOCOL)
+            self._main_by_reference = main_by_reference
+
+        def reducer_override(self, obj: Any) -> Any:
+            if (
+                self._main_by_reference
+                and isinstance(obj, type | _FunctionType)
+                and getattr(obj, "__module__", None) in _MAIN_NAMES
+                and "<locals>" not in getattr(obj, "__qualname__", "<locals>")
+            ):
+                return (_main_lookup, (obj.__qualname__,))
+            return super().reducer_override(obj)
+
+    _pickler_class = Pickler
+    return Pickler
 
 
 _MAIN_NAMES = ("__main__", "__mp_main__")
@@ -80,12 +89,15 @@ _MAIN_NAMES = ("__main__", "__mp_main__")
 
 def dumps(obj: Any, *, main_by_reference: bool = False) -> bytes:
     """Pickle ``obj`` with cloudpickle (``main_by_reference``: in a worker, for the caller)."""
+    pickler = _pickler()
     mp_main = sys.modules.get("__mp_main__")
     if mp_main is not None and not main_by_reference:
+        import cloudpickle
+
         # a worker has no such module (its own "__main__" is not the script): send by value
         cloudpickle.register_pickle_by_value(mp_main)
     buffer = io.BytesIO()
-    _Pickler(buffer, main_by_reference=main_by_reference).dump(obj)
+    pickler(buffer, main_by_reference=main_by_reference).dump(obj)
     return buffer.getvalue()
 
 
@@ -126,7 +138,7 @@ def pack_job(token: bytes, meta: tuple[Any, ...], task_blob: bytes, args_blob: b
     )
 
 
-def unpack_job(frame: bytes) -> tuple[bytes, tuple[Any, ...], memoryview, memoryview]:
+def unpack_job(frame: bytes | bytearray) -> tuple[bytes, tuple[Any, ...], memoryview, memoryview]:
     """The inverse of :func:`pack_job` (the blobs are views into ``frame``)."""
     token, meta_len, task_len = JOB.unpack_from(frame)
     view = memoryview(frame)[JOB.size :]
@@ -143,7 +155,7 @@ def pack_reply(kind: bytes, duration: float, blob: bytes) -> bytes:
     return REPLY.pack(kind, duration) + blob
 
 
-def unpack_reply(frame: bytes) -> tuple[bytes, float, memoryview]:
+def unpack_reply(frame: bytes | bytearray) -> tuple[bytes, float, memoryview]:
     """The inverse of :func:`pack_reply`."""
     kind, duration = REPLY.unpack_from(frame)
     return kind, duration, memoryview(frame)[REPLY.size :]

@@ -25,10 +25,10 @@ import pickle
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
 from woflo_plugins.multiprocess import _serialize
+from woflo_plugins.multiprocess._channel import Channel
 
 _context: dict[str, Any] = {}
 
@@ -95,7 +95,7 @@ def _route_structlog() -> None:
 _structlog_routed = False
 
 
-def serve(conn: Connection, log_level: int) -> int:
+def serve(conn: Channel, log_level: int) -> int:
     """Execute attempts sent on ``conn`` until it closes; return the exit status."""
     lock = threading.Lock()
 

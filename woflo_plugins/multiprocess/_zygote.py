@@ -168,11 +168,10 @@ def _child(fd: int, ctl: socket.socket, wake: tuple[int, int], zygote: int, log_
         ctl.close()
         os.setpgid(0, 0)
         set_parent_death_signal(zygote)
-        from multiprocessing.connection import Connection
-
+        from woflo_plugins.multiprocess._channel import Channel
         from woflo_plugins.multiprocess._worker import serve
 
-        code = serve(Connection(fd), log_level)
+        code = serve(Channel.from_fd(fd), log_level)
     except BaseException:
         import traceback
 

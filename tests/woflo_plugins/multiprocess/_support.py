@@ -516,7 +516,7 @@ def large_result_after_a_log(gate: Path, logger_name: str, size: int, die: bool)
 
     def watch() -> None:
         deadline = time.monotonic() + HOLD
-        while not main_thread_in("_send_bytes") and time.monotonic() < deadline:
+        while not main_thread_in("send_bytes", "_send_bytes") and time.monotonic() < deadline:
             time.sleep(0.001)
         _write_atomic(gate / "sending", str(os.getpid()))
         if die:
