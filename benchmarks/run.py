@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import gc
 import importlib.metadata
@@ -23,7 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,29 +112,42 @@ class Systems:
         else:
             self.skipped["joblib"] = "not installed"
 
-        if _have("distributed"):
-            import distributed
-
-            cluster = distributed.LocalCluster(
-                n_workers=WORKERS, threads_per_worker=1, dashboard_address=":0", silence_logs=40
-            )
-            client = distributed.Client(cluster, set_as_default=False)
-            self._closers += [cluster.close, client.close]
-            self.dask_client = client
-            self.batch["dask (LocalCluster)"] = lambda fn, calls: client.gather(
-                [client.submit(fn, *a, pure=False) for a in calls]
-            )
-            from woflo_plugins import dask as woflo_dask
-
-            woflo_dask.configure(client=client)
-            self.batch["woflo DaskTaskRun"] = self._woflo_runner("dask")
-        else:
+        self.has_dask = _have("distributed")
+        if not self.has_dask:
             self.skipped["dask"] = "not installed"
 
         if _have("prefect"):
             self.skipped["prefect"] = "installed, but not benchmarked here yet"
         else:
             self.skipped["prefect"] = "not installed (pip install prefect to include it)"
+
+    @contextlib.contextmanager
+    def dask(self) -> Iterator[None]:
+        """A LocalCluster, and the two systems on it, only while measuring them: its
+        scheduler and workers must not eat into the other systems' CPU."""
+        import distributed
+
+        from woflo_plugins import dask as woflo_dask
+
+        cluster = distributed.LocalCluster(
+            n_workers=WORKERS, threads_per_worker=1, dashboard_address=":0", silence_logs=40
+        )
+        client = distributed.Client(cluster, set_as_default=False)
+        woflo_dask.configure(client=client)
+        self.dask_client = client
+        self.batch["dask (LocalCluster)"] = lambda fn, calls: client.gather(
+            [client.submit(fn, *a, pure=False) for a in calls]
+        )
+        self.batch["woflo DaskTaskRun"] = self._woflo_runner("dask")
+        try:
+            self.batch["dask (LocalCluster)"](noop, [(0,)] * WORKERS)
+            self.batch["woflo DaskTaskRun"](noop, [(0,)] * WORKERS)
+            yield
+        finally:
+            del self.batch["dask (LocalCluster)"], self.batch["woflo DaskTaskRun"]
+            del self.dask_client
+            client.close()
+            cluster.close()
 
     def _woflo(self, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
         t = self._tasks.get(fn)
@@ -600,6 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             if only and not any(o in title for o in only):
                 continue
             result = measure(build(), rounds)
+            if systems.has_dask and key in ("overhead", "sleepers", "cpu", "dask"):
+                with systems.dask():
+                    built = build()
+                    result.update(measure({k: v for k, v in built.items() if "ask" in k}, rounds))
             if not result:
                 continue
             base = (

@@ -14,9 +14,9 @@ Data flow::
                                    <-- "X" pid exitcode (the zygote reaped it) --/
                                    crash/stop/timeout outcome for its attempt
 
-One thread multiplexes every worker with ``multiprocessing.connection.wait``. A job goes to an
+One thread multiplexes every worker with one ``selectors`` selector. A job goes to an
 idle worker at once; otherwise it waits while a worker starts: immediately while fewer than
-``os.cpu_count()`` workers exist, and beyond that as soon as jobs have waited ``SPAWN_DELAY``
+``os.cpu_count() + 2`` workers exist, and beyond that as soon as jobs have waited ``SPAWN_DELAY``
 with no attempt finishing meanwhile (so a burst of tiny calls is served by warm workers, and
 slow calls each get their own). Idle workers retire after ``idle_timeout`` seconds.
 """
@@ -96,7 +96,10 @@ class Pool:
         self.max_workers = max_workers
         self.idle_timeout = idle_timeout
         self.kill_grace = kill_grace
-        self._eager = os.cpu_count() or 2
+        # a worker waiting for its next call while another is served keeps the cores busy:
+        # bursts of short calls run faster on a few more workers than cores (measured: 2,000
+        # no-ops on 2 cores, 134 us/call with 2 workers, 116 with 4)
+        self._eager = (os.cpu_count() or 2) + 2
         self._lock = threading.Lock()
         self._pending: collections.deque[_Job] = collections.deque()
         self._idle: list[_Worker] = []
@@ -234,7 +237,7 @@ class Pool:
     def _plan_spawns(self, now: float, *, watcher: bool = False) -> int:
         """Queue worker starts for jobs waiting; return how many were queued.
 
-        Anyone may start workers up to ``os.cpu_count()``; only the watcher, right after it
+        Anyone may start workers up to ``os.cpu_count() + 2``; only the watcher, right after it
         read what the workers sent, judges that the busy ones are stuck (no attempt finished
         for ``SPAWN_DELAY``): a caller submitting a burst, or a watcher that was waiting for
         the GIL, would see no finish only because nobody looked.
