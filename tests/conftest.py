@@ -11,15 +11,13 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import woflo_plugins.logging
-from woflo import BaseTaskRun, Outcome, hookimpl
 from woflo._plugins import PluginSystem, set_plugin_system
+from woflo.testing import HookRecorder
 
 WOFLO_ENV = ("WOFLO_DISABLE_PLUGINS", "WOFLO_LOG_LEVEL", "WOFLO_LOG_FORMAT")
 
@@ -60,52 +58,8 @@ def structlog_reset() -> Iterator[None]:
         structlog.reset_defaults()
 
 
-@dataclass
-class Recorder:
-    """Records every lifecycle hook call as ``(hook, attempt, state)`` tuples in ``calls``.
-
-    ``attempt`` is the attempt's number for attempt hooks and ``run.attempts`` for run hooks.
-    ``outcomes`` keeps the outcome of each ``attempt_finished``, ``delays`` each retry's delay,
-    ``runs`` every run seen (so a test can reach a run whose call raised).
-    """
-
-    calls: list[tuple[str, int, str]] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
-    delays: list[float] = field(default_factory=list)
-    runs: list[BaseTaskRun[Any]] = field(default_factory=list)
-
-    def _add(self, hook: str, run: BaseTaskRun[Any], attempt: int | None = None) -> None:
-        self.calls.append((hook, run.attempts if attempt is None else attempt, run.state.value))
-
-    @hookimpl
-    def woflo_run_created(self, run: BaseTaskRun[Any]) -> None:
-        self.runs.append(run)
-        self._add("run_created", run)
-
-    @hookimpl
-    def woflo_attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
-        self._add("attempt_started", run, attempt)
-
-    @hookimpl
-    def woflo_attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-        self._add("attempt_finished", run, attempt)
-
-    @hookimpl
-    def woflo_retry_scheduled(
-        self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
-    ) -> None:
-        self.delays.append(delay)
-        self._add("retry_scheduled", run, attempt)
-
-    @hookimpl
-    def woflo_run_finished(self, run: BaseTaskRun[Any]) -> None:
-        self._add("run_finished", run)
-
-    @property
-    def hooks(self) -> list[str]:
-        """Only the hook names, in order."""
-        return [hook for hook, _, _ in self.calls]
+Recorder = HookRecorder
+"""Records every lifecycle hook call: the recorder woflo.testing gives plugin authors."""
 
 
 @pytest.fixture
