@@ -614,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             if only and not any(o in title for o in only):
                 continue
             result = measure(build(), rounds)
-            if systems.has_dask and key in ("overhead", "sleepers", "cpu", "dask"):
+            dask_keys = ("dask",) if quick else ("overhead", "sleepers", "cpu", "dask")
+            if systems.has_dask and key in dask_keys:
                 with systems.dask():
                     built = build()
                     result.update(measure({k: v for k, v in built.items() if "ask" in k}, rounds))
