@@ -206,8 +206,8 @@ class PluginSystem:
                     f"{origin}: {impl.function.__name__} is a lifecycle notification and "
                     f"cannot be a wrapper. {_how_to_disable(name)}"
                 )
-        runners = self._collect_runners(plugin, plugin_name, origin, distribution)
-        options = self._collect_options(plugin, plugin_name, origin, distribution)
+        runners = self._collect_runners(plugin, plugin_name, origin)
+        options = self._collect_options(plugin, plugin_name, origin)
         self.infos[plugin_name] = PluginInfo(
             name=plugin_name,
             module=getattr(plugin, "__name__", type(plugin).__module__),
@@ -287,9 +287,7 @@ class PluginSystem:
                 f"{_how_to_disable(name)}"
             ) from exc
 
-    def _collect_runners(
-        self, plugin: object, name: str, origin: str, dist: str | None
-    ) -> tuple[str, ...]:
+    def _collect_runners(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
         from woflo._run import BaseTaskRun
 
         names = []
@@ -318,9 +316,7 @@ class PluginSystem:
                 names.append(cls.name)
         return tuple(names)
 
-    def _collect_options(
-        self, plugin: object, name: str, origin: str, dist: str | None
-    ) -> tuple[str, ...]:
+    def _collect_options(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
         from woflo._task import CORE_OPTIONS
 
         names = []

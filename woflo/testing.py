@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,7 +231,7 @@ class RunnerConformance:
         assert isinstance(run.exception(), ValueError)
         error = info.value
         text = str(error.__cause__) if error.__cause__ is not None else ""
-        frames = [frame.f_code.co_name for frame, _ in _walk_tb(error.__traceback__)]
+        frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(error.__traceback__)]
         assert "raise_value_error" in text or "raise_value_error" in frames
 
     def test_retries_compose_with_the_runner(self) -> None:
@@ -326,9 +327,3 @@ def runner_conformance(runner: type[BaseTaskRun[Any]] | str) -> type[RunnerConfo
     """A test class running the conformance suite against ``runner`` (class or name)."""
     label = runner if isinstance(runner, str) else runner.__name__
     return type(f"TestConformance_{label}", (RunnerConformance,), {"runner": runner})
-
-
-def _walk_tb(tb: Any) -> Iterator[tuple[Any, int]]:
-    import traceback
-
-    return traceback.walk_tb(tb)

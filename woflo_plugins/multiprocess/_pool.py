@@ -49,12 +49,12 @@ EARLY_SEND = 64 * 1024  # bytes of a job sent before the previous result is deli
 
 
 class _Job:
-    __slots__ = ("args_blob", "call", "enqueued", "killed", "limit", "run", "task", "worker")
+    __slots__ = ("args_blob", "call", "enqueued", "entry", "killed", "limit", "run", "worker")
 
-    def __init__(self, run: Any, call: TaskCall, task: Any, args_blob: bytes, limit: int | None):
+    def __init__(self, run: Any, call: TaskCall, entry: Any, args_blob: bytes, limit: int | None):
         self.run = run
         self.call = call
-        self.task = task  # the _TaskEntry: one per Task, so id() counts runs per task
+        self.entry = entry  # the task's _TaskEntry: one per Task, so id() counts per task
         self.args_blob = args_blob
         self.limit = limit
         self.worker: _Worker | None = None
@@ -201,16 +201,16 @@ class Pool:
     # ---- scheduling (under the lock) ------------------------------------------------------
 
     def _allowed(self, job: _Job) -> bool:
-        return job.limit is None or self._running[id(job.task)] < job.limit
+        return job.limit is None or self._running[id(job.entry)] < job.limit
 
     def _assign(self, worker: _Worker, job: _Job) -> None:
         worker.job = job
         job.worker = worker
-        self._running[id(job.task)] += 1
+        self._running[id(job.entry)] += 1
 
     def _release(self, job: _Job) -> None:
         job.worker = None
-        key = id(job.task)
+        key = id(job.entry)
         self._running[key] -= 1
         if not self._running[key]:
             del self._running[key]
@@ -229,8 +229,8 @@ class Pool:
         running = collections.Counter(self._running)
         count = 0
         for job in self._pending:
-            if job.limit is None or running[id(job.task)] < job.limit:
-                running[id(job.task)] += 1
+            if job.limit is None or running[id(job.entry)] < job.limit:
+                running[id(job.entry)] += 1
                 count += 1
         return count
 
@@ -278,7 +278,7 @@ class Pool:
 
     def _start(self, worker: _Worker, job: _Job) -> None:
         job.run._attempt_started(job.call)
-        entry = job.task
+        entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)
         meta = (job.call.run_id, job.call.attempt, job.call.task_name)
@@ -561,7 +561,7 @@ class Pool:
 
 def _frame_size(job: _Job) -> int:
     """An upper bound of the size of the frame that hands ``job`` to a worker."""
-    return len(job.args_blob) + len(job.task.blob) + 4 * len(job.call.task_name) + 256
+    return len(job.args_blob) + len(job.entry.blob) + 4 * len(job.call.task_name) + 256
 
 
 def _ended(job: _Job) -> None:
