@@ -320,8 +320,9 @@ def stop_latency(systems: Systems) -> dict[str, System]:
         while run.state is not woflo.RunState.RUNNING:
             time.sleep(0.001)
         time.sleep(0.05)  # let the worker pick it up
-        pool = woflo_mp._get_pool()
-        [pid] = [w.pid for w in pool._alive.values() if w.job is not None and w.job.run is run]
+        status = woflo_mp.status()
+        assert status is not None
+        [pid] = [w.pid for w in status.workers if w.run_id == run.run_id]
         start = time.perf_counter()
         run.stop()
         _wait_gone(pid)
@@ -410,7 +411,7 @@ def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
 
 def logging_cost(systems: Systems, n: int) -> dict[str, System]:
     """What the logging plugin adds at the default level: per call, seconds."""
-    from woflo._plugins import PluginSystem, get_plugin_system, set_plugin_system
+    from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
 
     def make(runner: str, disabled: list[str]) -> Callable[[], Any]:
         previous = set_plugin_system(PluginSystem.from_entry_points(disabled=disabled))

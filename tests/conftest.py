@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import woflo_plugins.logging
-from woflo._plugins import PluginSystem, set_plugin_system
+from woflo.plugins import PluginSystem, set_plugin_system
 from woflo.testing import HookRecorder
 
 WOFLO_ENV = ("WOFLO_DISABLE_PLUGINS", "WOFLO_LOG_LEVEL", "WOFLO_LOG_FORMAT")

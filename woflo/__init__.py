@@ -3,11 +3,16 @@
 Decorate a function with :func:`task`; calling it starts a run (in a worker process by default)
 and returns a :class:`BaseTaskRun` at once. Runners and concerns (retries, logging, ...) are
 plugins found through the ``woflo`` entry-point group, loaded on first use, not at import.
+
+Modules: :mod:`woflo.errors` (every error), :mod:`woflo.hookspecs` (every hook),
+:mod:`woflo.plugins` (the plugin system), :mod:`woflo.options` (option validators),
+:mod:`woflo.remote` (for runners that execute in another process), :mod:`woflo.runners`
+(every registered runner by class name), :mod:`woflo.testing` (fixtures and the runner
+conformance suite).
 """
 
 from __future__ import annotations
 
-from woflo._plugins import hookimpl
 from woflo._run import BaseTaskRun
 from woflo._task import Task, task
 from woflo._types import Outcome, RunState, TaskCall, TaskOption
@@ -18,6 +23,7 @@ from woflo.errors import (
     WaitTimeout,
     WofloError,
 )
+from woflo.hookspecs import hookimpl
 
 __all__ = [
     "BaseTaskRun",

@@ -13,7 +13,7 @@ JSON_SCHEMA_VERSION = 1
 
 
 def _plugin_rows(hook: str | None) -> list[dict[str, Any]]:
-    from woflo._plugins import get_plugin_system
+    from woflo.plugins import get_plugin_system
 
     system = get_plugin_system()
     rows = []
@@ -40,7 +40,7 @@ def _unavailable(runner: Any) -> str | None:
     from woflo.errors import WofloError
 
     try:
-        runner._check_available()
+        runner.check_available()
     except WofloError as exc:
         return str(exc)
     return None
@@ -67,7 +67,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 def _version_text() -> str:
     from woflo import __version__
-    from woflo._plugins import get_plugin_system
+    from woflo.plugins import get_plugin_system
 
     third = [i for i in get_plugin_system().infos.values() if not i.builtin]
     extra = "".join(f"\n  {i.name}: {i.distribution} {i.version}" for i in third)
@@ -76,8 +76,8 @@ def _version_text() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``woflo`` command; returns the exit status."""
-    from woflo._plugins import _hook_names
     from woflo.errors import PluginError
+    from woflo.hookspecs import hook_names
 
     parser = argparse.ArgumentParser(prog="woflo", description="woflo task orchestration")
     parser.add_argument("--version", action="store_true", help="print versions and exit")
@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "plugins":
             parser.print_help()
             return 2
-        if args.hook is not None and args.hook not in _hook_names():
-            parser.error(f"unknown hook {args.hook!r}; hooks: {', '.join(_hook_names())}")
+        if args.hook is not None and args.hook not in hook_names():
+            parser.error(f"unknown hook {args.hook!r}; hooks: {', '.join(hook_names())}")
         rows = _plugin_rows(args.hook)
     except PluginError as exc:
         print(f"woflo: {exc}", file=sys.stderr)

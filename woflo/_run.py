@@ -5,29 +5,38 @@ Responsibilities are split three ways::
     core (this module)          concern plugins (hooks)         runner (a subclass)
     ------------------          -----------------------         -------------------
     states, attempts, waiting   whether / when to retry         where an attempt executes
-    the attempt loop        --> woflo_retry_delay               _start_attempt(call)
-    lifecycle notifications --> woflo_run_created, ...          _kill_attempt(call)
-    stop(), interpreter exit                                    calls back _attempt_started /
-                                                                _attempt_finished
+    the attempt loop        --> woflo_retry_delay               start_attempt(call)
+    lifecycle notifications --> woflo_run_created, ...          kill_attempt(call)
+    stop(), the core's rules                                    calls back report_started /
+                                                                report_finished
 
 The loop is event driven: a runner reports the end of an attempt from any thread, the core asks
 the plugins whether to retry and schedules the next attempt (a timer for non-blocking runners, a
-sleep in the caller for blocking ones). No thread is spent per run.
+sleep in the caller for blocking ones). No thread is spent per run. Waiting for runs at
+interpreter exit (and Ctrl-C then) is :mod:`woflo._exit`'s; calling hooks is
+:mod:`woflo._hooks`'; timers are :mod:`woflo._scheduler`'s.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
-import sys
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from woflo._exit import live_runs
+from woflo._hooks import report_hook_error
 from woflo._scheduler import TimerHandle, scheduler
 from woflo._types import Outcome, RunState, TaskCall
-from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout, WaitTimeout, WofloError
+from woflo.errors import (
+    RemoteTraceback,
+    TaskCrashed,
+    TaskStopped,
+    TaskTimeout,
+    WaitTimeout,
+)
 
 if TYPE_CHECKING:
     from woflo._task import Task
@@ -40,6 +49,14 @@ _FINAL_STATE_FOR_ERROR: tuple[tuple[type[BaseException], RunState], ...] = (
     (TaskCrashed, RunState.CRASHED),
 )
 
+# Runner methods renamed in 0.2; the old names work, with a DeprecationWarning, until 0.3.
+_IMPLEMENTED_RENAMED = {
+    "_start_attempt": "start_attempt",
+    "_kill_attempt": "kill_attempt",
+    "_prepare": "prepare",
+    "_check_available": "check_available",
+}
+
 
 def _final_state(outcome: Outcome) -> RunState:
     if outcome.error is None:
@@ -50,36 +67,58 @@ def _final_state(outcome: Outcome) -> RunState:
     return RunState.FAILED
 
 
+def never_retried(error: BaseException) -> bool:
+    """The core's rule, whatever retry plugin is installed: a ``KeyboardInterrupt``, a stop
+    (:class:`~woflo.errors.TaskStopped`) and a ``SystemExit`` raised in this process are never
+    retried. (A ``SystemExit`` re-created from a worker process, whose traceback is attached
+    as a :class:`~woflo.errors.RemoteTraceback`, is the task's failure like any other.)"""
+    if isinstance(error, KeyboardInterrupt | TaskStopped | GeneratorExit):
+        return True
+    return isinstance(error, SystemExit) and not isinstance(error.__cause__, RemoteTraceback)
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(
+        f"BaseTaskRun.{old}() is deprecated and will be removed in woflo 0.3; call {new}() instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 class BaseTaskRun(Generic[R]):
     """One run of a task: created by calling the task, ended in exactly one final state.
 
     **Using a run.** ``get_result()``, ``wait()``, ``stop()``, ``is_running()``, ``exception()``
-    and the ``state``, ``attempts``, ``errors``, ``run_id``, ``task`` attributes work the same on
-    every runner.
+    and the ``state``, ``attempts``, ``errors``, ``duration``, ``run_id``, ``task``, ``args``,
+    ``kwargs`` attributes work the same on every runner.
 
-    **Writing a runner.** Subclass, set ``name`` (the registered name), and implement:
-
-    * ``_start_attempt(call)``: begin executing ``call`` (a :class:`woflo.TaskCall`). In this
-      process, ``self._execute(call)`` runs it through the ``woflo_execute_attempt`` hook and
-      returns its :class:`woflo.Outcome`; elsewhere, load the plugins there and do the same.
-      When it really begins, call ``self._attempt_started(call)``; when it ends, call
-      ``self._attempt_finished(call, outcome)``, from any thread.
-    * ``_kill_attempt(call)`` (optional): stop ``call`` if it is executing, and afterwards report
-      it through ``_attempt_finished`` as usual. The default does nothing (work that cannot be
-      killed runs to its end; its result is discarded).
-    * ``_prepare()`` (optional): runs in the caller before the run starts; raise to fail the
-      call itself (e.g. an argument that cannot be sent to a worker).
-    * ``_check_available()`` (optional classmethod): raise if the runner cannot work here (a
-      missing package); checked when a task is decorated.
-
-    Set ``blocking = True`` for a runner that executes in the calling thread: the core then
-    performs retry sleeps in the caller and the call returns a finished run.
+    **Writing a runner.** Subclass, set :attr:`name`, and implement :meth:`start_attempt`
+    (and, if you can, :meth:`kill_attempt`; optionally :meth:`prepare` and
+    :meth:`check_available`). Report each attempt through :meth:`report_started` and
+    :meth:`report_finished`; :meth:`execute` runs an attempt in the current thread through the
+    plugins' execution wrappers, and :mod:`woflo.remote` does the same in another process.
+    The core does everything else: states, waiting, retries and their sleeps, timeouts, stop,
+    lifecycle hooks, the wait at interpreter exit, Ctrl-C. Every method not named here is the
+    core's own.
     """
 
     name: ClassVar[str] = ""
     """The name a task selects this runner by, ``@task(runner="name")``."""
     blocking: ClassVar[bool] = False
-    """Whether calling the task returns only when the run is final."""
+    """``True`` for a runner that executes in the calling thread: calling the task returns a
+    finished run, and the core performs retry sleeps in the caller."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old, new in _IMPLEMENTED_RENAMED.items():
+            if old in cls.__dict__ and new not in cls.__dict__:
+                warnings.warn(
+                    f"{cls.__module__}.{cls.__qualname__} implements {old}(), the name before "
+                    f"woflo 0.2; rename it {new}() (the old name stops working in woflo 0.3)",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                setattr(cls, new, cls.__dict__[old])
 
     def __init__(self, task: Task[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.task = task
@@ -87,9 +126,10 @@ class BaseTaskRun(Generic[R]):
         self.kwargs = kwargs
         self.run_id: str = _new_run_id()
         self.hook_errors: list[BaseException] = []
+        """Errors raised by hook implementations during this run (each also logged)."""
         if not self.blocking:  # before the runner prepares anything (a pool, its threads)
-            _live_runs.check_open(task.name)
-        self._hooks = task._plugins.hooks
+            live_runs.check_open(task.name)
+        self._hooks = task.plugin_system.hooks
         self._state = RunState.PENDING
         self._attempts = 0
         self._errors: list[BaseException] = []
@@ -106,7 +146,7 @@ class BaseTaskRun(Generic[R]):
         self._created = time.monotonic()
         self._ended: float | None = None
 
-    # ---- the public interface --------------------------------------------------------------
+    # ---- using a run -------------------------------------------------------------------------
 
     @property
     def state(self) -> RunState:
@@ -138,7 +178,7 @@ class BaseTaskRun(Generic[R]):
 
         :return: ``True`` if the run is final, ``False`` if the timeout expired first.
         """
-        return self._done.wait(timeout)
+        return self._done.wait(_wait_seconds(timeout))
 
     def get_result(self, timeout: float | None = None) -> R:
         """Wait for the run and return the task's value, or raise its error.
@@ -181,10 +221,7 @@ class BaseTaskRun(Generic[R]):
             timer.cancel()
         error = TaskStopped(f"run {self.run_id} of task {self.task.name!r} was stopped")
         if call is not None:
-            try:
-                self._kill_attempt(call)
-            except Exception as exc:
-                self._report_hook_error(f"{type(self).__name__}._kill_attempt", exc)
+            self._kill(call)
             if started:
                 self._hooks.attempt_finished(self, call.attempt, Outcome(error=error))
         self._end(RunState.STOPPED, Outcome(error=error), claimed=True)
@@ -196,34 +233,143 @@ class BaseTaskRun(Generic[R]):
             f"state={self._state.value} attempts={self._attempts}>"
         )
 
-    # ---- what a runner implements ----------------------------------------------------------
+    # ---- what a runner implements ------------------------------------------------------------
 
     @classmethod
-    def _check_available(cls) -> None:
+    def check_available(cls) -> None:
         """Raise :class:`~woflo.errors.WofloError` if this runner cannot work here (optional).
 
         Called when a task using the runner is decorated, and by ``woflo plugins``; say what is
         missing and how to get it (for example an extra to install).
         """
 
-    def _prepare(self) -> None:
-        """Check and prepare the call in the caller, before the run starts (optional)."""
+    def prepare(self) -> None:
+        """Check and prepare the call in the caller, before the run starts (optional).
 
-    def _start_attempt(self, call: TaskCall) -> None:
-        """Begin executing ``call``; report through ``_attempt_started``/``_attempt_finished``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _start_attempt()")
+        Runs in the calling thread, once per run, before any hook fires. It may read the call's
+        arguments (``self.args``, ``self.kwargs``) and the task (``self.task``: its function,
+        ``options`` and ``name``), and keep what it computes on ``self`` (a pickled form of
+        the arguments, say). An exception raised here fails the call itself: the caller gets
+        it and no run exists (use :class:`~woflo.errors.ArgumentNotPicklable` for arguments
+        that cannot be sent).
+        """
 
-    def _kill_attempt(self, call: TaskCall) -> None:
-        """Stop ``call`` if it is executing (optional; the default cannot kill anything)."""
+    def start_attempt(self, call: TaskCall) -> None:
+        """Begin executing ``call`` (required).
 
-    # ---- what a runner calls ---------------------------------------------------------------
+        Called once per attempt, from the calling thread for the first attempt and from a
+        timer thread for retries. Return quickly (a non-blocking runner hands the call over);
+        a ``blocking`` runner executes it before returning. Call :meth:`report_started` when
+        the attempt really begins executing and :meth:`report_finished` when it ends, from any
+        thread. An exception raised here is that attempt's failure (retried like any other).
 
-    def _execute(self, call: TaskCall) -> Outcome:
-        """Execute ``call`` in this thread through the ``woflo_execute_attempt`` wrappers."""
+        ``call`` carries the function (``call.fn``), ``call.args``, ``call.kwargs`` (pass every
+        one on unchanged) and ``call.task_name``, ``call.run_id``, ``call.attempt``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement start_attempt()")
+
+    def kill_attempt(self, call: TaskCall) -> None:
+        """Stop ``call`` if it is executing or waiting to (optional).
+
+        Called on :meth:`stop` and when an attempt's deadline passes, from whichever thread
+        asked, never under a lock of the core's. Make the work stop (kill its process, cancel
+        its future), then report it once it is really over, as usual: ``report_finished(call,
+        Outcome(error=TaskStopped(...)))`` from any thread, including from inside this method.
+        The core decides what that report means: after a deadline the attempt ends
+        ``TaskTimeout`` (and may be retried, only now that the old one is over); after
+        ``stop()`` the run is already final and the report is ignored. A call this runner has
+        not started yet may be passed: drop it. The default cannot kill anything: the attempt
+        runs to its end and its result is discarded.
+        """
+
+    # ---- what a runner calls -----------------------------------------------------------------
+
+    def execute(self, call: TaskCall) -> Outcome:
+        """Execute ``call`` in this thread through the ``woflo_execute_attempt`` wrappers.
+
+        Never raises: the task's error (or a wrapper's) is in the outcome, with the duration.
+        In another process, use :func:`woflo.remote.run_attempt` instead.
+        """
         return self._hooks.execute_attempt(call)
 
+    def report_started(self, call: TaskCall) -> None:
+        """Report that ``call`` began executing, from any thread.
+
+        Call it before the attempt can possibly finish. A report for a call that is not the
+        run's current one (stopped, superseded) is ignored, and so is a second one.
+        """
+        self._mark_started(call)
+
+    def report_finished(self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True) -> None:
+        """Report how ``call`` ended, from any thread, exactly once per attempt.
+
+        A finish without a start report counts as started. A report for a call that is not
+        the run's current one (the run was stopped, or the attempt was superseded) is ignored.
+
+        :param outcome: the value or error and the duration (:meth:`execute` measures it).
+        :param may_retry: ``False`` ends the run whatever the retry policy says (for example a
+            ``KeyboardInterrupt`` raised in the caller's own thread).
+        """
+        self._mark_started(call)
+        with self._lock:
+            if self._call is not call:
+                return
+            self._call = None
+            deadline, self._deadline = self._deadline, None
+            timed_out, self._timed_out = self._timed_out, None
+            if timed_out is not None:  # killed for its deadline: whatever it reported, it timed out
+                outcome = Outcome(error=timed_out, duration=outcome.duration)
+            if outcome.error is not None:
+                self._errors.append(outcome.error)
+        if deadline is not None:
+            deadline.cancel()
+        self._hooks.attempt_finished(self, call.attempt, outcome)
+        if outcome.error is None or not may_retry or never_retried(outcome.error):
+            self._end(_final_state(outcome), outcome)
+            return
+        delay = self._hooks.retry_delay(self, call.attempt, outcome)
+        if delay is None:
+            self._end(_final_state(outcome), outcome)
+            return
+        with self._lock:
+            if self._state.is_final:
+                return
+            self._state = RunState.AWAITING_RETRY
+        self._hooks.retry_scheduled(self, call.attempt, outcome, delay)
+        if self.blocking:
+            self._retry_delay = delay
+            return
+        try:
+            with self._lock:
+                if not self._state.is_final:
+                    self._timer = scheduler.call_later(delay, self._begin_attempt)
+        except Exception as exc:  # a run that cannot go on ends, with the reason
+            if outcome.error is not None:
+                outcome.error.add_note(
+                    f"(woflo could not schedule the retry of attempt {call.attempt}: "
+                    f"{type(exc).__name__}: {exc})"
+                )
+            self._end(_final_state(outcome), outcome)
+
+    # ---- deprecated names (woflo < 0.2), removed in 0.3 --------------------------------------
+
     def _attempt_started(self, call: TaskCall) -> None:
-        """Report that ``call`` began executing. Call before it can possibly finish."""
+        _deprecated("_attempt_started", "report_started")
+        self.report_started(call)
+
+    def _attempt_finished(
+        self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True
+    ) -> None:
+        _deprecated("_attempt_finished", "report_finished")
+        self.report_finished(call, outcome, may_retry=may_retry)
+
+    def _execute(self, call: TaskCall) -> Outcome:
+        _deprecated("_execute", "execute")
+        return self.execute(call)
+
+    # ---- the core's own machinery ------------------------------------------------------------
+
+    def _mark_started(self, call: TaskCall) -> None:
         with self._lock:
             if self._call is not call or self._call_started:
                 return
@@ -242,58 +388,13 @@ class BaseTaskRun(Generic[R]):
                         deadline.cancel()
         self._hooks.attempt_started(self, call.attempt)
 
-    def _attempt_finished(
-        self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True
-    ) -> None:
-        """Report how ``call`` ended, from any thread. Reports for a superseded call are ignored.
-
-        :param may_retry: ``False`` ends the run whatever the retry policy says (for example a
-            ``KeyboardInterrupt`` raised in the caller's own thread).
-        """
-        self._attempt_started(call)  # a runner that never reported the start: it did start
-        with self._lock:
-            if self._call is not call:
-                return
-            self._call = None
-            deadline, self._deadline = self._deadline, None
-            timed_out, self._timed_out = self._timed_out, None
-            if timed_out is not None:  # killed for its deadline: whatever it reported, it timed out
-                outcome = Outcome(error=timed_out, duration=outcome.duration)
-            if outcome.error is not None:
-                self._errors.append(outcome.error)
-        if deadline is not None:
-            deadline.cancel()
-        self._hooks.attempt_finished(self, call.attempt, outcome)
-        if outcome.error is None or not may_retry:
-            self._end(_final_state(outcome), outcome)
-            return
-        delay = self._hooks.retry_delay(self, call.attempt, outcome)
-        if delay is None or delay is False:
-            self._end(_final_state(outcome), outcome)
-            return
-        with self._lock:
-            if self._state.is_final:
-                return
-            self._state = RunState.AWAITING_RETRY
-        self._hooks.retry_scheduled(self, call.attempt, outcome, delay)
-        if self.blocking:
-            self._retry_delay = delay
-        else:
-            with self._lock:
-                if not self._state.is_final:
-                    self._timer = scheduler.call_later(delay, self._begin_attempt)
-
-    # ---- the core's own machinery ----------------------------------------------------------
-
     def _launch(self) -> None:
-        """Start the run (called once by the task, after ``_prepare``)."""
         if not self.blocking:
-            _live_runs.admit(self)
+            live_runs.admit(self)
         self._hooks.run_created(self)
-        if not self.blocking:
-            self._begin_attempt()
-            return
         self._begin_attempt()
+        if not self.blocking:
+            return
         while (delay := self._retry_delay) is not None:
             self._retry_delay = None
             if self._done.wait(min(delay, threading.TIMEOUT_MAX)):  # stop() ends the sleep
@@ -327,9 +428,9 @@ class BaseTaskRun(Generic[R]):
             )
             self._call, self._call_started = call, False
         try:
-            self._start_attempt(call)
-        except Exception as exc:  # a runner that cannot start the attempt ends it with the error
-            self._attempt_finished(call, Outcome(error=exc))
+            self.start_attempt(call)
+        except Exception as exc:  # a runner that cannot start the attempt: that attempt failed
+            self.report_finished(call, Outcome(error=exc))
 
     def _deadline_passed(self, call: TaskCall, limit: float) -> None:
         with self._lock:
@@ -339,13 +440,16 @@ class BaseTaskRun(Generic[R]):
                 f"attempt {call.attempt} of task {self.task.name!r} (run {self.run_id}) ran "
                 f"past its {limit:g} s limit"
             )
+        self._kill(call)
+
+    def _kill(self, call: TaskCall) -> None:
         try:
-            self._kill_attempt(call)
+            self.kill_attempt(call)
         except Exception as exc:
-            self._report_hook_error(f"{type(self).__name__}._kill_attempt", exc)
+            report_hook_error(self, f"{type(self).__name__}.kill_attempt", exc)
 
     def _wait_outcome(self, timeout: float | None) -> Outcome:
-        if self._outcome is None and not self._done.wait(timeout):
+        if self._outcome is None and not self._done.wait(_wait_seconds(timeout)):
             raise WaitTimeout(
                 f"run {self.run_id} of task {self.task.name!r} is still {self._state.value} "
                 f"after {timeout} s; it goes on (call get_result() again, or stop() it)"
@@ -363,19 +467,29 @@ class BaseTaskRun(Generic[R]):
         self._hooks.run_finished(self)
         self._done.set()
         if not self.blocking:
-            _live_runs.release(self)
+            live_runs.release(self)
 
-    def _report_hook_error(self, where: str, error: BaseException) -> None:
-        self.hook_errors.append(error)
-        import logging
 
-        logging.getLogger("woflo.plugins").error(
-            "%s raised during run %s of task %r; the run goes on",
-            where,
-            self.run_id,
-            self.task.name,
-            exc_info=error,
-        )
+def start_run(run: BaseTaskRun[Any]) -> BaseTaskRun[Any]:
+    """Prepare and launch a new run (what calling a task does); return it."""
+    run.prepare()
+    run._launch()
+    return run
+
+
+def _wait_seconds(timeout: float | None) -> float | None:
+    """A timeout any ``wait()`` accepts: ``None`` and ``inf`` wait forever, negatives not at
+    all; a value that is not a number fails here, naming it."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout != timeout:
+        from woflo.errors import OptionTypeError, OptionValueError
+
+        kind = OptionValueError if timeout != timeout else OptionTypeError
+        raise kind(f"timeout takes seconds as a number, or None to wait forever, not {timeout!r}")
+    if timeout >= threading.TIMEOUT_MAX:
+        return None
+    return max(0.0, float(timeout))
 
 
 _run_ids = itertools.count(1)
@@ -393,93 +507,3 @@ def _reseed_run_ids() -> None:
 
 
 os.register_at_fork(after_in_child=_reseed_run_ids)
-
-
-class _LiveRuns:
-    """Non-blocking runs not yet final, so the interpreter can wait for them at exit."""
-
-    def __init__(self) -> None:
-        self._runs: set[BaseTaskRun[Any]] = set()
-        self._lock = threading.Lock()
-        self._exiting = False
-        self._registered = False
-
-    def check_open(self, task_name: str) -> None:
-        """Raise :class:`WofloError` if a run can no longer start: the interpreter is exiting.
-
-        That is once the wait at exit began, and also in the main thread after the program
-        ended (an atexit handler or a finalizer): the wait at exit may have run already, or
-        not be registered yet (registering it then is too late), so such a run would be lost.
-        """
-        if self._exiting or _after_main_thread():
-            raise WofloError(
-                f"cannot start a run of task {task_name!r}: the interpreter is exiting "
-                "(call tasks before exit, not from atexit handlers or finalizers)"
-            )
-
-    def admit(self, run: BaseTaskRun[Any]) -> None:
-        with self._lock:
-            self.check_open(run.task.name)
-            if not self._registered:
-                atexit.register(self._at_exit)
-                self._registered = True
-            self._runs.add(run)
-
-    def release(self, run: BaseTaskRun[Any]) -> None:
-        with self._lock:
-            self._runs.discard(run)
-
-    def snapshot(self) -> list[BaseTaskRun[Any]]:
-        with self._lock:
-            return list(self._runs)
-
-    def stop_all(self) -> int:
-        """Stop every run still going; return how many were stopped."""
-        return sum(run.stop() for run in self.snapshot())
-
-    def _at_exit(self) -> None:
-        with self._lock:
-            self._exiting = True
-        if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt):
-            self.stop_all()  # the program died of Ctrl-C: do not wait for its runs
-            _die_of_sigint()
-        try:
-            while runs := self.snapshot():
-                for run in runs:
-                    run.wait()
-        except KeyboardInterrupt:
-            stopped = self.stop_all()
-            sys.stderr.write(f"woflo: interrupted at exit; stopped {stopped} run(s)\n")
-            _die_of_sigint()
-
-
-def _after_main_thread() -> bool:
-    """Whether this is the main thread after the program ended: ``threading`` has shut down
-    and the interpreter runs its atexit handlers and finalizers (other threads may still run
-    then, non-daemon ones legitimately: only the main thread is asked about)."""
-    main = threading.main_thread()
-    return threading.current_thread() is main and not main.is_alive()
-
-
-def _die_of_sigint() -> None:
-    """End the process as Python ends one interrupted by Ctrl-C: killed by SIGINT.
-
-    Python would do so itself after an unhandled KeyboardInterrupt, but any ``eval`` during
-    finalization (an import at exit, say) makes it forget and exit 1; and an interrupt during
-    the wait at exit would otherwise exit 0. Either way the shell must see an interruption.
-    """
-    import signal
-
-    if "logging" in sys.modules:
-        sys.modules["logging"].shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    os._exit(130)  # where the signal does not end the process
-
-
-_live_runs = _LiveRuns()

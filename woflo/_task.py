@@ -1,4 +1,9 @@
-"""The ``@task`` decorator and the :class:`Task` it returns."""
+"""The ``@task`` decorator and the :class:`Task` it returns.
+
+Owned here: checking what a task is given at decoration (the runner, the options, per-task
+plugins), starting a run when it is called, and how a task pickles (by reference when it is
+importable where it runs, else by value). The run itself is :mod:`woflo._run`'s.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,18 @@ import os
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from woflo._plugins import PluginSystem, get_plugin_system
-
-if TYPE_CHECKING:
-    from woflo._run import BaseTaskRun
+from woflo._run import BaseTaskRun, start_run
+from woflo._types import CORE_OPTIONS
+from woflo.errors import OptionTypeError, OptionValueError, UnknownRunner
+from woflo.options import option_error
+from woflo.plugins import PluginSystem, get_plugin_system
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-CORE_OPTIONS = ("runner", "name", "plugins")
-"""The options woflo's core owns; every other option is declared by a plugin."""
+__all__ = ["CORE_OPTIONS", "Task", "task"]
 
 
 class Task(Generic[P, R]):
@@ -42,34 +47,43 @@ class Task(Generic[P, R]):
         plugins: Sequence[object] = (),
         **options: Any,
     ) -> None:
-        if not callable(fn):
-            raise TypeError(f"@task decorates a function (or other callable), not {fn!r}")
         if isinstance(fn, Task):
-            raise TypeError(f"{fn!r} is already a task; use .with_options() to change it")
+            raise OptionTypeError(f"{fn!r} is already a task; use .with_options() to change it")
+        if not callable(fn):
+            raise OptionTypeError(f"@task decorates a function (or other callable), not {fn!r}")
+        _refuse_coroutine_function(fn)
         self.fn = fn
         self.name = _check_name(name, fn)
         if isinstance(plugins, str | bytes) or not isinstance(plugins, Sequence):
-            raise TypeError(f"plugins= takes a list of plugin objects or modules, not {plugins!r}")
+            raise OptionTypeError(
+                f"plugins= takes a list of plugin objects or modules, not {plugins!r}"
+            )
         self.plugins = tuple(plugins)
         system = get_plugin_system()
         if self.plugins:
             system = system.derive(self.plugins, owner=f"task {self.name!r}")
-        self._plugins: PluginSystem = system
+        self._system: PluginSystem = system
         self.runner = _resolve_runner(runner, system, self.name)
-        self.runner._check_available()
+        self.runner.check_available()
         self._runner_arg = runner
         self.options = types.MappingProxyType(
-            _check_options(options, system, f"task {self.name!r}")
+            _check_options(options, system, f"task {self.name!r}", self.runner)
         )
         self._given = dict(options)
         functools.update_wrapper(self, fn)
 
+    @property
+    def plugin_system(self) -> PluginSystem:
+        """The plugins this task's runs use: the process-wide ones, plus its own ``plugins=``.
+
+        ``plugin_system.hooks`` calls their hooks (runners use it through
+        :meth:`~woflo.BaseTaskRun.execute`).
+        """
+        return self._system
+
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> BaseTaskRun[R]:
         """Start a run of the task with these arguments and return it."""
-        run = self.runner(self, args, kwargs)
-        run._prepare()
-        run._launch()
-        return run
+        return start_run(self.runner(self, args, kwargs))
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         """A new task with the same function and these options changed (validated again)."""
@@ -176,18 +190,28 @@ def _check_name(name: object, fn: Callable[..., Any]) -> str:
     if name is None:
         return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     if not isinstance(name, str) or not name:
-        raise TypeError(f"name= takes a non-empty string, not {name!r}")
+        raise OptionTypeError(f"name= takes a non-empty string, not {name!r}")
     return name
 
 
-def _resolve_runner(runner: object, system: PluginSystem, task_name: str) -> type[BaseTaskRun[Any]]:
-    from woflo._run import BaseTaskRun
+def _refuse_coroutine_function(fn: Callable[..., Any]) -> None:
+    import inspect
 
+    target = getattr(fn, "__func__", fn)
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise OptionTypeError(
+            f"@task cannot run {getattr(fn, '__qualname__', fn)!r} yet: it is an 'async def' "
+            "function, and woflo's runners call plain functions; make it a plain 'def' "
+            "(call asyncio.run(...) inside it to use coroutines)"
+        )
+
+
+def _resolve_runner(runner: object, system: PluginSystem, task_name: str) -> type[BaseTaskRun[Any]]:
     registered = ", ".join(repr(n) for n in sorted(system.runners)) or "none"
     if runner is None:
         default = system.default_runner()
         if default is None or default not in system.runners:
-            raise LookupError(
+            raise UnknownRunner(
                 f"no default runner for task {task_name!r}: registered runners are {registered}; "
                 "pass runner= or enable a runner plugin"
             )
@@ -196,25 +220,28 @@ def _resolve_runner(runner: object, system: PluginSystem, task_name: str) -> typ
         try:
             return system.runners[runner]
         except KeyError:
-            raise ValueError(
+            raise UnknownRunner(
                 f"unknown runner {runner!r} for task {task_name!r}; "
                 f"registered runners: {registered}"
             ) from None
     if isinstance(runner, type) and issubclass(runner, BaseTaskRun) and runner is not BaseTaskRun:
         return runner
-    raise TypeError(
+    raise OptionTypeError(
         f"runner= takes a woflo.BaseTaskRun subclass or a registered runner name "
         f"({registered}), not {runner!r}"
     )
 
 
 def _check_options(
-    given: Mapping[str, Any], system: PluginSystem, task_name: str
+    given: Mapping[str, Any],
+    system: PluginSystem,
+    task_name: str,
+    runner: type[BaseTaskRun[Any]] | None = None,
 ) -> dict[str, Any]:
     unknown = sorted(set(given) - set(system.options))
     if unknown:
         known = ", ".join(sorted([*CORE_OPTIONS, *system.options]))
-        raise TypeError(
+        raise OptionTypeError(
             f"unknown task option{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))} for {task_name}; known options: {known}"
         )
@@ -228,7 +255,19 @@ def _check_options(
             try:
                 value = option.validate(value)
             except (TypeError, ValueError) as exc:
-                kind = ValueError if isinstance(exc, ValueError) else TypeError
-                raise kind(f"{task_name}: {name}={given[name]!r}: {exc}") from exc
+                named = option_error(name, given[name], exc)
+                raise type(named)(f"{task_name}: {named}") from named.__cause__
+        if (
+            runner is not None
+            and option.runners is not None
+            and runner.name not in option.runners
+            and value != option.default
+        ):
+            raise OptionValueError(
+                f"{task_name}: {name}= is not honoured by runner {runner.name!r} "
+                f"({runner.__qualname__}); it applies to runner"
+                f"{'s' if len(option.runners) > 1 else ''} "
+                f"{', '.join(map(repr, option.runners))}. Remove it, or choose one of those"
+            )
         values[name] = value
     return values

@@ -78,7 +78,8 @@ class TaskCall:
         return Outcome(value=value, duration=time.perf_counter() - start)
 
 
-_NOT_SET: Any = object()
+CORE_OPTIONS = ("runner", "name", "plugins")
+"""The options woflo's core owns; every other option is declared by a plugin."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +90,15 @@ class TaskOption:
     :param default: the value a task gets when the keyword is not given.
     :param validate: called at decoration time with the given value; returns the value to
         keep (possibly normalised) or raises ``TypeError``/``ValueError`` saying what is wrong
-        and what would be right.
+        and what would be right. The validators of :mod:`woflo.options` do both.
     :param help: one line for ``woflo plugins`` and error messages.
+    :param runners: the names of the runners that honour the option; ``None`` (the default)
+        for every runner. Giving it to a task on another runner fails at decoration, naming
+        the runner (``max_concurrency`` is ``("multiprocess",)``).
     """
 
     name: str
     default: Any = None
     validate: Callable[[Any], Any] | None = None
     help: str = ""
+    runners: tuple[str, ...] | None = None

@@ -1,21 +1,46 @@
-"""The woflo error hierarchy.
+"""The woflo error hierarchy: everything woflo raises on its own account.
 
-Everything woflo raises on its own account derives from :class:`WofloError`. A task's own
-exception is never wrapped: :meth:`~woflo.BaseTaskRun.get_result` re-raises it as it is, with
-the worker's traceback attached as ``__cause__`` where it ran in another process.
+::
+
+    WofloError
+    ├── PluginError            a plugin could not be loaded, validated or registered
+    ├── OptionError            a bad option or setting (decoration, configure(), environment)
+    │   ├── OptionTypeError        also a TypeError: the value has the wrong type
+    │   └── OptionValueError       also a ValueError: right type, value out of range
+    ├── UnknownRunner          also a LookupError (and a ValueError): no runner by that name
+    ├── ArgumentNotPicklable   also a TypeError: an argument cannot reach the worker
+    ├── InterpreterExiting     also a RuntimeError: a run cannot start any more
+    ├── PoolBroken             the worker pool cannot go on (its zygote died, a thread died)
+    ├── WaitTimeout            also a TimeoutError: get_result(timeout=...) ran out of time
+    ├── RemoteTaskError        stands in for a task exception that cannot be re-created here
+    └── RunInterrupted         a run ended without the task returning or raising
+        ├── TaskCrashed            the process running the attempt died
+        ├── TaskTimeout            also a TimeoutError: the attempt ran past its deadline
+        └── TaskStopped            stop() was called
+
+A task's own exception is never wrapped: :meth:`~woflo.BaseTaskRun.get_result` re-raises it as
+it is, with the worker's traceback attached as ``__cause__`` where it ran in another process.
+Messages follow one style: what is wrong, then what would be right ("retries takes a whole
+number >= 0, not -1").
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArgumentNotPicklable",
+    "InterpreterExiting",
+    "OptionError",
+    "OptionTypeError",
+    "OptionValueError",
     "PluginError",
+    "PoolBroken",
     "RemoteTaskError",
     "RemoteTraceback",
     "RunInterrupted",
     "TaskCrashed",
     "TaskStopped",
     "TaskTimeout",
+    "UnknownRunner",
     "WaitTimeout",
     "WofloError",
 ]
@@ -30,6 +55,44 @@ class PluginError(WofloError):
 
     The message names the entry point, its distribution and how to disable the plugin.
     """
+
+
+class OptionError(WofloError):
+    """A task option, a ``configure()`` setting or an environment variable has a bad value.
+
+    Raised at the earliest moment: at decoration for task options, at the call of
+    ``configure()``, on first use for environment variables. The message names the option, the
+    value and what would be right.
+
+    :ivar expected: what would be right, in words, when a :mod:`woflo.options` validator said.
+    """
+
+    expected: str | None = None
+
+
+class OptionTypeError(OptionError, TypeError):
+    """An option's value has the wrong type (``retries="2"``)."""
+
+
+class OptionValueError(OptionError, ValueError):
+    """An option's value has the right type but is out of range (``retries=-1``)."""
+
+
+class UnknownRunner(WofloError, LookupError, ValueError):
+    """No runner is registered under that name, or no plugin names a default runner."""
+
+
+class ArgumentNotPicklable(WofloError, TypeError):
+    """An argument (or the task itself) cannot be sent to the process that would run it."""
+
+
+class InterpreterExiting(WofloError, RuntimeError):
+    """A run cannot start: the interpreter is exiting (a task called from an atexit handler)."""
+
+
+class PoolBroken(WofloError):
+    """A worker pool cannot go on: its zygote process died or could not start, or its watcher
+    thread failed. Runs it held fail with this error; the next call starts a fresh pool."""
 
 
 class RunInterrupted(WofloError):
@@ -71,24 +134,22 @@ class WaitTimeout(WofloError, TimeoutError):
     """
 
 
-class ArgumentNotPicklable(WofloError, TypeError):
-    """An argument cannot be sent to the process that would run the task."""
-
-
 class RemoteTaskError(WofloError):
     """Stands in for a task exception that could not be re-created in the calling process.
 
     :ivar type_name: the qualified name of the original exception type.
+    :ivar message: the original exception's message (``str(error)`` in the worker).
     :ivar remote_traceback: the traceback text from the worker.
     """
 
     def __init__(self, type_name: str, message: str, remote_traceback: str = ""):
         super().__init__(f"{type_name}: {message}" if message else type_name)
         self.type_name = type_name
+        self.message = message
         self.remote_traceback = remote_traceback
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.type_name, str(self), self.remote_traceback))
+        return (type(self), (self.type_name, self.message, self.remote_traceback))
 
 
 class RemoteTraceback(Exception):

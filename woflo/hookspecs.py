@@ -44,6 +44,24 @@ if TYPE_CHECKING:
     from woflo._types import Outcome, TaskCall, TaskOption
 
 hookspec = pluggy.HookspecMarker("woflo")
+"""Marks a hook specification of the ``woflo`` project (used only here)."""
+hookimpl = pluggy.HookimplMarker("woflo")
+"""Marks a plugin's hook implementation; importable as :data:`woflo.hookimpl`."""
+
+NOTIFICATIONS = (
+    "woflo_run_created",
+    "woflo_attempt_started",
+    "woflo_attempt_finished",
+    "woflo_retry_scheduled",
+    "woflo_run_finished",
+)
+"""The lifecycle hooks: each implementation is called on its own; none may be a wrapper."""
+
+
+def hook_names() -> list[str]:
+    """Every hook of the specification, sorted."""
+    return sorted(name for name, value in globals().items() if name.startswith("woflo_"))
+
 
 # --------------------------------------------------------------------------------------------
 # registration

@@ -16,7 +16,7 @@ __all__ = ["BaseTaskRun"]
 def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)
-    from woflo._plugins import get_plugin_system
+    from woflo.plugins import get_plugin_system
 
     runners = get_plugin_system().runners.values()
     for cls in runners:
@@ -31,6 +31,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    from woflo._plugins import get_plugin_system
+    from woflo.plugins import get_plugin_system
 
     return sorted({"BaseTaskRun", *(c.__name__ for c in get_plugin_system().runners.values())})

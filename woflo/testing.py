@@ -4,7 +4,7 @@ Installing woflo registers it with pytest (entry-point group ``pytest11``), so t
 available in any test suite:
 
 ``woflo_plugin_system``
-    A fresh :class:`~woflo._plugins.PluginSystem` loaded from the ``woflo`` entry points (as in
+    A fresh :class:`~woflo.plugins.PluginSystem` loaded from the ``woflo`` entry points (as in
     production), installed as the process-wide one for the test only. ``.add(plugin)``
     registers a plugin for this test.
 ``woflo_recorder``
@@ -35,8 +35,8 @@ from typing import Any, ClassVar
 import pytest
 
 from woflo import BaseTaskRun, Outcome, RunState, hookimpl, task
-from woflo._plugins import PluginSystem, set_plugin_system
 from woflo.errors import TaskStopped, TaskTimeout, WaitTimeout
+from woflo.plugins import PluginSystem, set_plugin_system
 
 __all__ = ["HookRecorder", "RunnerConformance", "runner_conformance"]
 

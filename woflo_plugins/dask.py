@@ -6,9 +6,11 @@ The cluster is, in this order of preference: the ``distributed.Client`` given to
 
 Retries and timeouts are woflo's own (the same policy plugins as every runner, never Dask's
 ``retries=``), so their semantics and log events are identical; lifecycle hooks fire in the
-client process. stdlib ``logging`` records of the tasks are forwarded from the Dask workers to
-the client's loggers (``Client.forward_logging``), structlog events with them when the task
-routes structlog through the stdlib.
+client process. An attempt executes on its Dask worker the way it would in woflo's own workers
+(:func:`woflo.remote.run_attempt`: the client's plugins, the execution wrappers, the run's
+context in ``structlog.contextvars``), and its stdlib ``logging`` records and structlog events
+come back with its result, to the client's loggers, tagged with ``task``, ``run_id`` and
+``attempt``.
 
 **Limits.** Dask cannot kill a task that is running. ``stop()`` cancels the attempt's future:
 the run ends ``stopped`` at once, a pending attempt never starts, but a running one goes on in
@@ -24,11 +26,10 @@ import atexit
 import os
 import queue
 import threading
-import weakref
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from woflo import BaseTaskRun, Outcome, TaskCall, hookimpl
+from woflo import BaseTaskRun, Outcome, TaskCall, hookimpl, remote
 from woflo.errors import TaskCrashed, TaskStopped, WofloError
 
 __all__ = ["DaskTaskRun", "configure", "get_client"]
@@ -94,10 +95,6 @@ def get_client() -> Any:
                 _client = distributed.Client(cluster, set_as_default=False)
                 _owned.extend([_client, cluster])
                 atexit.register(_close_owned)
-        try:
-            _client.forward_logging()
-        except Exception:  # an older scheduler: logs stay on the workers
-            pass
         return _client
 
 
@@ -112,41 +109,6 @@ def _close_owned() -> None:
             thing.close(timeout=10) if hasattr(thing, "scheduler_info") else thing.close()
         except Exception:
             pass
-
-
-_tasks: dict[bytes, Any] = {}  # on a Dask worker: the tasks it has seen, by token
-_blobs: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
-
-
-def _task_blob(task: Any) -> tuple[bytes, bytes]:
-    """The task pickled once (a token and the bytes), not at every submit."""
-    blob = _blobs.get(task)
-    if blob is None:
-        from woflo_plugins.multiprocess import _serialize
-
-        blob = _blobs.setdefault(task, (os.urandom(8), _serialize.dumps(task)))
-    return blob
-
-
-def _execute_remotely(
-    token: bytes, task_blob: bytes, meta: tuple[str, str, int], args: tuple[Any, ...], kwargs: Any
-) -> tuple[str, Any, float]:
-    """Runs on a Dask worker: the attempt through the worker's woflo plugins."""
-    import structlog  # noqa: F401  (once per worker: tasks find their context in contextvars)
-
-    from woflo_plugins.multiprocess import _serialize
-    from woflo_plugins.multiprocess._worker import _route_structlog
-
-    task = _tasks.get(token)
-    if task is None:
-        task = _tasks.setdefault(token, _serialize.loads(task_blob))
-    task_name, run_id, attempt = meta
-    call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
-    _route_structlog()  # structlog events travel with the stdlib records Dask forwards
-    outcome = task._plugins.hooks.execute_attempt(call)
-    if outcome.error is None:
-        return ("ok", outcome.value, outcome.duration)
-    return ("err", _serialize.dump_exception(outcome.error), outcome.duration)
 
 
 class _Collector:
@@ -176,24 +138,20 @@ class _Collector:
                 values = None
             for index, (run, call, future) in enumerate(finished):
                 value = values[index] if values is not None else None
-                run._attempt_finished(call, _outcome(future, value, values is not None))
+                run.report_finished(call, _outcome(future, value, values is not None))
             for run, call, future in items:
                 if future.status != "finished":
-                    run._attempt_finished(call, _outcome(future, None, False))
+                    run.report_finished(call, _outcome(future, None, False))
 
 
 def _outcome(future: Any, value: Any, fetched: bool) -> Outcome:
-    from woflo_plugins.multiprocess import _serialize
-
     try:
         status = future.status
         if status == "cancelled":
             return Outcome(error=TaskStopped(f"the Dask future {future.key} was cancelled"))
         if status == "finished":
-            kind, payload, duration = value if fetched else future.result(timeout=30)
-            if kind == "ok":
-                return Outcome(value=payload, duration=duration)
-            return Outcome(error=_serialize.load_exception(payload), duration=duration)
+            result: remote.RemoteResult = value if fetched else future.result(timeout=30)
+            return result.outcome()
         error = future.exception(timeout=30)
         if type(error).__name__ == "KilledWorker":
             error = TaskCrashed(f"the Dask worker running the attempt died: {error}")
@@ -219,32 +177,32 @@ class DaskTaskRun(BaseTaskRun[R]):
     name = "dask"
 
     @classmethod
-    def _check_available(cls) -> None:
+    def check_available(cls) -> None:
+        """Fail unless the ``distributed`` package is installed."""
         _distributed()
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
+        """Connect to (or start) the cluster, and pickle the call: fails here if it cannot."""
         self._client = get_client()
+        remote.prepare(self)
         self._future: Any = None
 
-    def _start_attempt(self, call: TaskCall) -> None:
-        token, blob = _task_blob(self.task)
+    def start_attempt(self, call: TaskCall) -> None:
+        """Submit ``call`` to the cluster as one Dask task (Dask's own retries off)."""
         future = self._client.submit(
-            _execute_remotely,
-            token,
-            blob,
-            (call.task_name, call.run_id, call.attempt),
-            call.args,
-            call.kwargs,
+            remote.run_attempt,
+            remote.pack_attempt(self, call),
             key=f"woflo-{call.task_name}-{call.run_id}-{call.attempt}",
             pure=False,
             retries=0,
         )
         self._future = future
-        self._attempt_started(call)
+        self.report_started(call)
         collector = _collector_for(self._client)
         future.add_done_callback(lambda f: collector.put((self, call, f)))
 
-    def _kill_attempt(self, call: TaskCall) -> None:
+    def kill_attempt(self, call: TaskCall) -> None:
+        """Cancel the attempt's future (restarting its worker with ``restart_workers``)."""
         future = self._future
         if future is None or future.done():
             return

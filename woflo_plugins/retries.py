@@ -16,9 +16,10 @@ The delay before retry ``k`` (``k = 1`` after the first attempt failed) is
 ``base_k`` is ``retry_sleep_time`` or the ``k``-th entry of the schedule (see
 :func:`compute_delay`). An attempt that crashed (:class:`woflo.errors.TaskCrashed`) or timed out
 (:class:`woflo.errors.TaskTimeout`) is an ``Exception`` and is retried like any other unless
-``retry_on`` leaves it out. ``KeyboardInterrupt`` and ``stop()`` are never retried, nor is a
-``SystemExit`` raised in the caller's own thread (sequential runner); a task's ``sys.exit()`` in a
-worker process is retried only when ``retry_on`` names ``SystemExit``.
+``retry_on`` leaves it out. woflo's core never retries ``KeyboardInterrupt``, a stop, or a
+``SystemExit`` raised in the calling process (sequential runner), whatever this policy says; a
+task's ``sys.exit()`` in a worker process is retried only when ``retry_on`` names
+``SystemExit``.
 
 Another plugin can replace this policy by implementing ``woflo_retry_delay``: a plugin
 registered later is asked first, and the first non-``None`` answer wins. Block this one with
@@ -34,6 +35,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from woflo import BaseTaskRun, Outcome, TaskOption, hookimpl
+from woflo.options import (
+    Validator,
+    callable_or_none,
+    exception_types,
+    invalid,
+    number,
+    seconds,
+    whole_number,
+)
 
 __all__ = ["compute_delay"]
 
@@ -67,64 +77,22 @@ def compute_delay(
     return min(delay, threading.TIMEOUT_MAX)  # longer cannot be waited for (OverflowError)
 
 
-def _check_retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"expected a whole number of retries >= 0 (retries=2 makes 3 attempts in all), "
-            f"got {type(value).__name__}"
-        )
-    if value < 0:
-        raise ValueError("expected a whole number of retries >= 0 (retries=0 means no retry)")
-    return value
-
-
-def _seconds(value: Any, what: str = "seconds") -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected {what} as a number >= 0, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"expected {what} as a finite number >= 0, got {value!r}")
-    return float(value)
+_SLEEP = seconds()
+_SLEEP_EXPECTED = "seconds as a finite number >= 0, or a non-empty list of them like [1, 2, 4]"
 
 
 def _check_sleep_time(value: Any) -> float | tuple[float, ...]:
     if isinstance(value, list | tuple):
         if not value:
-            raise ValueError("expected a non-empty schedule of seconds, e.g. [1, 2, 4]")
-        return tuple(_seconds(v, "each delay of the schedule in seconds") for v in value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(
-            f"expected seconds as a number >= 0, or a list of them (a schedule), "
-            f"got {type(value).__name__}"
-        )
-    return _seconds(value)
-
-
-def _check_backoff(value: Any) -> float:
-    factor = _seconds(value, "a backoff factor")
-    if factor < 1:
-        raise ValueError(f"expected a backoff factor >= 1 (2.0 doubles each delay), got {value!r}")
-    return factor
-
-
-def _check_max_sleep(value: Any) -> float | None:
-    return None if value is None else _seconds(value)
-
-
-def _check_retry_on(value: Any) -> tuple[type[BaseException], ...]:
-    types = value if isinstance(value, tuple) else (value,)
-    if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
-        raise TypeError(
-            "expected an exception type or a tuple of them, e.g. "
-            f"retry_on=(ConnectionError, TimeoutError), got {value!r}"
-        )
-    return types
-
-
-def _check_retry_if(value: Any) -> Callable[[BaseException, int], bool] | None:
-    if value is not None and not callable(value):
-        raise TypeError(f"expected a callable (error, attempt) -> bool, got {value!r}")
-    predicate: Callable[[BaseException, int], bool] | None = value
-    return predicate
+            raise invalid(_SLEEP_EXPECTED, value)
+        try:
+            return tuple(_SLEEP(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise invalid(_SLEEP_EXPECTED, value, wrong_type=isinstance(exc, TypeError)) from None
+    try:
+        return _SLEEP(value)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise invalid(_SLEEP_EXPECTED, value, wrong_type=isinstance(exc, TypeError)) from None
 
 
 @hookimpl
@@ -133,17 +101,30 @@ def woflo_add_options() -> Iterable[TaskOption]:
         TaskOption(
             "retries",
             0,
-            _check_retries,
+            whole_number(minimum=0),
             "attempts after the first that fails (retries=2: 3 attempts in all)",
         ),
         TaskOption(
-            "retry_sleep_time", 0.0, _check_sleep_time, "seconds between attempts, or a schedule"
+            "retry_sleep_time",
+            0.0,
+            Validator(_SLEEP_EXPECTED, _check_sleep_time),
+            "seconds between attempts, or a schedule",
         ),
-        TaskOption("retry_backoff", 1.0, _check_backoff, "multiply the delay by this each retry"),
-        TaskOption("retry_max_sleep", None, _check_max_sleep, "cap on the delay, seconds"),
-        TaskOption("retry_jitter", 0.0, _seconds, "add up to this many seconds at random"),
-        TaskOption("retry_on", (Exception,), _check_retry_on, "exception types to retry"),
-        TaskOption("retry_if", None, _check_retry_if, "predicate (error, attempt) -> bool"),
+        TaskOption(
+            "retry_backoff",
+            1.0,
+            number(minimum=1, noun="backoff factor"),
+            "multiply the delay by this each retry",
+        ),
+        TaskOption("retry_max_sleep", None, seconds(none=True), "cap on the delay, seconds"),
+        TaskOption("retry_jitter", 0.0, seconds(), "add up to this many seconds at random"),
+        TaskOption("retry_on", (Exception,), exception_types(), "exception types to retry"),
+        TaskOption(
+            "retry_if",
+            None,
+            callable_or_none("a predicate (error, attempt) -> bool"),
+            "predicate (error, attempt) -> bool",
+        ),
     ]
 
 
@@ -157,8 +138,6 @@ def woflo_retry_delay(
         return None
     error = outcome.error
     if attempt > retries or not isinstance(error, options["retry_on"]):
-        return False
-    if isinstance(error, KeyboardInterrupt):
         return False
     predicate = options["retry_if"]
     if predicate is not None and not predicate(error, attempt):

@@ -24,11 +24,12 @@ class SequentialTaskRun(BaseTaskRun[R]):
     name = "sequential"
     blocking = True
 
-    def _start_attempt(self, call: TaskCall) -> None:
-        self._attempt_started(call)
-        outcome = self._execute(call)
+    def start_attempt(self, call: TaskCall) -> None:
+        """Execute ``call`` here and now; a Ctrl-C or ``sys.exit()`` in it propagates."""
+        self.report_started(call)
+        outcome = self.execute(call)
         interrupted = isinstance(outcome.error, KeyboardInterrupt | SystemExit)
-        self._attempt_finished(call, outcome, may_retry=not interrupted)
+        self.report_finished(call, outcome, may_retry=not interrupted)
         if interrupted:
             assert outcome.error is not None
             raise outcome.error

@@ -14,28 +14,20 @@ as timed out (its result is discarded), and no attempt starts after the run's bu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator, Iterable
 from typing import Any, Literal
 
 from woflo import BaseTaskRun, Outcome, TaskOption, hookimpl
+from woflo.options import seconds
 
-
-def _check_limit(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"expected seconds as a number > 0, or None, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected seconds as a finite number > 0, or None, got {value!r}")
-    return float(value)
+_LIMIT = seconds(positive=True, none=True)
 
 
 @hookimpl
 def woflo_add_options() -> Iterable[TaskOption]:
     return [
-        TaskOption("timeout", None, _check_limit, "seconds an attempt may run"),
-        TaskOption("total_timeout", None, _check_limit, "seconds the whole run may take"),
+        TaskOption("timeout", None, _LIMIT, "seconds an attempt may run"),
+        TaskOption("total_timeout", None, _LIMIT, "seconds the whole run may take"),
     ]
 
 

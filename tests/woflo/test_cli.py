@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from woflo._cli import main
-from woflo._plugins import PluginSystem, set_plugin_system
+from woflo.plugins import PluginSystem, set_plugin_system
 
 BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
 

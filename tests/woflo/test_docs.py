@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from woflo._plugins import _hook_names
+from woflo.hookspecs import hook_names as _hook_names
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from woflo import BaseTaskRun, Outcome, RunState, hookimpl, hookspecs, task
-from woflo._plugins import Hooks, PluginSystem, get_plugin_system, set_plugin_system
+from woflo._hooks import Hooks
 from woflo.errors import PluginError
+from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
 from woflo.runners import SequentialTaskRun
 
 BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
@@ -26,8 +27,8 @@ GOOD_PLUGIN = """
         name = "acme"
         blocking = True
 
-        def _start_attempt(self, call):
-            self._attempt_finished(call, self._execute(call))
+        def start_attempt(self, call):
+            self.report_finished(call, self.execute(call))
 
     @hookimpl
     def woflo_add_runners():

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from woflo import BaseTaskRun, Outcome, RunState, TaskCall, WaitTimeout, hookimpl, task
-from woflo._plugins import PluginSystem
 from woflo.errors import TaskStopped, WofloError
+from woflo.plugins import PluginSystem
 from woflo.runners import SequentialTaskRun
 
 Recorder = Any  # tests/conftest.py's Recorder, reached through the fixtures
@@ -26,15 +26,15 @@ class Boom(Exception):
 
 
 class Parked(BaseTaskRun[Any]):
-    """Starts each attempt and never finishes it; ``_kill_attempt`` records the kill."""
+    """Starts each attempt and never finishes it; ``kill_attempt`` records the kill."""
 
     name = "parked"
 
-    def _start_attempt(self, call: TaskCall) -> None:
+    def start_attempt(self, call: TaskCall) -> None:
         self.killed: list[int] = []
-        self._attempt_started(call)
+        self.report_started(call)
 
-    def _kill_attempt(self, call: TaskCall) -> None:
+    def kill_attempt(self, call: TaskCall) -> None:
         self.killed.append(call.attempt)
 
 
@@ -43,10 +43,10 @@ class Threaded(BaseTaskRun[Any]):
 
     name = "threaded"
 
-    def _start_attempt(self, call: TaskCall) -> None:
+    def start_attempt(self, call: TaskCall) -> None:
         def work() -> None:
-            self._attempt_started(call)
-            self._attempt_finished(call, self._execute(call))
+            self.report_started(call)
+            self.report_finished(call, self.execute(call))
 
         threading.Thread(target=work, daemon=True).start()
 
@@ -213,7 +213,7 @@ def test_a_runner_that_cannot_start_an_attempt_fails_the_run() -> None:
         name = "broken"
         blocking = True
 
-        def _start_attempt(self, call: TaskCall) -> None:
+        def start_attempt(self, call: TaskCall) -> None:
             raise OSError("no worker")
 
     run = task(runner=Broken)(lambda: 1)()

@@ -88,7 +88,7 @@ def test_prometheus_text_exposition() -> None:
 
 
 def test_uses_only_public_hooks(plugins: object) -> None:
-    from woflo._plugins import PluginSystem
+    from woflo.plugins import PluginSystem
 
     assert isinstance(plugins, PluginSystem)
     info = plugins.infos["metrics"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from woflo import RunState, task
-from woflo._plugins import PluginSystem
+from woflo.plugins import PluginSystem
 from woflo.runners import SequentialTaskRun
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from woflo import RunState, hookimpl, task
-from woflo._plugins import PluginSystem
 from woflo.errors import TaskStopped
+from woflo.plugins import PluginSystem
 from woflo.runners import SequentialTaskRun
 
 

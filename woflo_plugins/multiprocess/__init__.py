@@ -26,17 +26,31 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from woflo import BaseTaskRun, TaskCall, TaskOption, hookimpl
-from woflo.errors import ArgumentNotPicklable
+from woflo import BaseTaskRun, TaskCall, TaskOption, hookimpl, remote
+from woflo.errors import PoolBroken
+from woflo.options import check, from_env, seconds, whole_number
 
-__all__ = ["MultiprocessTaskRun", "configure", "shutdown"]
+__all__ = [
+    "MultiprocessTaskRun",
+    "PoolBroken",
+    "PoolStatus",
+    "WorkerStatus",
+    "configure",
+    "shutdown",
+    "status",
+]
 
 R = TypeVar("R")
 
 MAX_WORKERS_ENV = "WOFLO_MAX_WORKERS"
 IDLE_TIMEOUT_ENV = "WOFLO_IDLE_TIMEOUT"
+
+_MAX_WORKERS = whole_number(minimum=1, none=True)
+_IDLE_TIMEOUT = seconds(infinite=True)
+_KILL_GRACE = seconds(infinite=True)
 
 _config: dict[str, Any] = {}
 _the_pool: Any = None
@@ -45,14 +59,17 @@ _entries: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _settings() -> dict[str, Any]:
-    max_workers = os.environ.get(MAX_WORKERS_ENV)
-    idle = os.environ.get(IDLE_TIMEOUT_ENV)
-    return {
-        "max_workers": int(max_workers) if max_workers else None,
-        "idle_timeout": float(idle) if idle else 60.0,
-        "kill_grace": 0.3,
-        **_config,
-    }
+    """The pool's settings: :func:`configure`'s, else the environment's, else the defaults.
+
+    :raises woflo.errors.OptionValueError: naming a bad environment variable and its value.
+    """
+    settings = dict(_config)
+    if "max_workers" not in settings:
+        settings["max_workers"] = from_env(MAX_WORKERS_ENV, _MAX_WORKERS, None)
+    if "idle_timeout" not in settings:
+        settings["idle_timeout"] = from_env(IDLE_TIMEOUT_ENV, _IDLE_TIMEOUT, 60.0)
+    settings.setdefault("kill_grace", 0.3)
+    return settings
 
 
 def configure(
@@ -66,22 +83,20 @@ def configure(
     :param max_workers: most worker processes at once (``None``: no cap; default from
         ``WOFLO_MAX_WORKERS``). Runs beyond it wait in the ``pending`` state.
     :param idle_timeout: seconds an idle worker is kept warm (default from
-        ``WOFLO_IDLE_TIMEOUT``, else 60).
-    :param kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped.
+        ``WOFLO_IDLE_TIMEOUT``, else 60; ``inf``: for ever).
+    :param kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped (``inf``:
+        never SIGKILL).
+    :raises woflo.errors.OptionTypeError: or :class:`~woflo.errors.OptionValueError` for a
+        bad value, naming it.
     """
     changes: dict[str, Any] = {}
-    if max_workers is not ...:
-        if max_workers is not None and (
-            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
-        ):
-            raise ValueError(f"max_workers takes a whole number >= 1 or None, not {max_workers!r}")
-        changes["max_workers"] = max_workers
-    for name, value in (("idle_timeout", idle_timeout), ("kill_grace", kill_grace)):
-        if value is ...:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"{name} takes seconds as a number >= 0, not {value!r}")
-        changes[name] = float(value)
+    for name, value, validator in (
+        ("max_workers", max_workers, _MAX_WORKERS),
+        ("idle_timeout", idle_timeout, _IDLE_TIMEOUT),
+        ("kill_grace", kill_grace, _KILL_GRACE),
+    ):
+        if value is not ...:
+            changes[name] = check(name, value, validator)
     with _pool_lock:
         _config.update(changes)
         if _the_pool is not None:
@@ -101,12 +116,50 @@ def shutdown() -> None:
         pool.close()
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One live worker process: its pid, and the attempt it executes (``None``: idle)."""
+
+    pid: int
+    run_id: str | None
+    attempt: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatus:
+    """A snapshot of the worker pool, for monitoring and debugging."""
+
+    zygote_pid: int | None
+    """The process that forks the workers (``None`` while it starts)."""
+    workers: tuple[WorkerStatus, ...]
+    """Every live worker."""
+    idle: int
+    busy: int
+    starting: int
+    """Workers asked for and not up yet."""
+    pending: int
+    """Attempts waiting for a worker (a cap, or workers starting)."""
+
+
+def status() -> PoolStatus | None:
+    """The pool as it is now, or ``None`` if none runs (no call yet, or after :func:`shutdown`)."""
+    pool = _the_pool
+    if pool is None or pool.closed:
+        return None
+    counts = pool.counts()
+    return PoolStatus(
+        zygote_pid=pool.zygote_pid,
+        workers=tuple(WorkerStatus(*w) for w in pool.workers()),
+        **counts,
+    )
+
+
 def _get_pool() -> Any:
     global _the_pool
     pool = _the_pool
-    if pool is None or pool._closed:
+    if pool is None or pool.closed:
         with _pool_lock:
-            if _the_pool is None or _the_pool._closed:
+            if _the_pool is None or _the_pool.closed:
                 from woflo_plugins.multiprocess._pool import Pool
 
                 _the_pool = Pool(**_settings())
@@ -126,18 +179,9 @@ os.register_at_fork(after_in_child=_forget_pool_in_child)
 def _entry_for(task: Any) -> Any:
     entry = _entries.get(task)
     if entry is None:
-        from woflo_plugins.multiprocess import _serialize
-        from woflo_plugins.multiprocess._pool import _TaskEntry
+        from woflo_plugins.multiprocess._schedule import TaskEntry
 
-        try:
-            blob = _serialize.dumps_for_worker(task)
-        except Exception as exc:
-            raise ArgumentNotPicklable(
-                f"task {task.name!r} cannot be pickled to send it to a worker process: "
-                f"{type(exc).__name__}: {exc}. Its function, options and plugins must be "
-                "picklable (cloudpickle), or use runner='sequential'"
-            ) from exc
-        entry = _entries.setdefault(task, _TaskEntry(os.urandom(8), blob))
+        entry = _entries.setdefault(task, TaskEntry(*remote.task_blob(task)))
     return entry
 
 
@@ -146,29 +190,26 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
 
     name = "multiprocess"
 
-    def _prepare(self) -> None:
-        _get_pool()  # on the first call this starts the zygote while we pickle
-        from woflo_plugins.multiprocess import _serialize
-
+    def prepare(self) -> None:
+        """Start the pool (on the first call, while we pickle) and pickle the call: a task or
+        an argument that cannot be sent fails here, at the call."""
+        _get_pool()
         self._entry = _entry_for(self.task)
-        self._args_blob = _serialize.dump_arguments(self.task.name, self.args, self.kwargs)
-        self._mp_job: Any = None
+        self._args_blob = remote.dump_arguments(self.task.name, self.args, self.kwargs)
+        self._job: Any = None
 
-    def _start_attempt(self, call: TaskCall) -> None:
-        _get_pool().submit(self, call, self._entry, self._args_blob)
+    def start_attempt(self, call: TaskCall) -> None:
+        """Hand ``call`` to an idle worker, or queue it while one starts."""
+        pool = _get_pool()
+        job = pool.job(self, call, self._entry, self._args_blob)
+        self._job = (pool, job)  # before the hand-over, which a stop() may have to cut short
+        pool.submit(job)
 
-    def _kill_attempt(self, call: TaskCall) -> None:
-        _get_pool().kill(self, call)
-
-
-def _check_max_concurrency(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected a whole number >= 1 or None, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError("expected a whole number >= 1 (or None for no cap)")
-    return value
+    def kill_attempt(self, call: TaskCall) -> None:
+        """Drop ``call`` if it waits for a worker, else kill its worker's process group."""
+        if self._job is not None:
+            pool, job = self._job
+            pool.kill(job, call)
 
 
 @hookimpl
@@ -182,8 +223,9 @@ def woflo_add_options() -> Iterable[TaskOption]:
         TaskOption(
             "max_concurrency",
             default=None,
-            validate=_check_max_concurrency,
-            help="most runs of this task executing at once (multiprocess; others wait pending)",
+            validate=whole_number(minimum=1, none=True),
+            help="most runs of this task executing at once (others wait pending)",
+            runners=("multiprocess",),
         )
     ]
 

@@ -45,8 +45,9 @@ class Channel:
 
     def poll(self, timeout: float = 0.0) -> bool:
         """Whether a message (or end of file) can be read within ``timeout`` seconds."""
-        readable, _, _ = select.select([self._sock], [], [], timeout)
-        return bool(readable)
+        poller = select.poll()  # not select(): its descriptor may be above 1024
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(max(0, int(timeout * 1000))))
 
     def close(self) -> None:
         """Close this end (the peer reads end of file)."""

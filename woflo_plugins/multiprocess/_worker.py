@@ -1,6 +1,6 @@
 """The worker loop: runs in a process forked by the zygote, one attempt at a time.
 
-Messages (one length-prefixed frame each, see ``_serialize.pack_job``/``pack_reply``)::
+Messages (one length-prefixed frame each, see ``_wire.pack_job``/``pack_reply``)::
 
     caller -> worker   job: task token, (run_id, attempt, task_name), the pickled task (only
                        the first time this worker sees it), the pickled arguments
@@ -10,89 +10,20 @@ Messages (one length-prefixed frame each, see ``_serialize.pack_job``/``pack_rep
 
 The loop ends (and the process exits 0) when the caller closes the socket.
 
-Logging: the root logger gets one handler that sends every record to the caller, where it is
-handled by the logger of the same name, with its level, time (``created``) and the worker's pid
-(``process``), tagged with ``task``, ``run_id`` and ``attempt``. The root level is the caller's
-root level when the pool started. structlog, unless the task's code configures it, is routed
-through the stdlib (``render_to_log_kwargs``), so its events travel the same way with their
-fields as record attributes.
+Executing an attempt is :func:`woflo.remote.execute`'s, the same helper any out-of-process
+runner uses: the process is given over to woflo (:func:`woflo.remote.init_worker`), so every
+log record goes to the caller as it is logged, tagged with the attempt, and none is printed here.
 """
 
 from __future__ import annotations
 
-import logging
-import pickle
 import sys
 import threading
-import time
 from typing import Any
 
-from woflo_plugins.multiprocess import _serialize
+from woflo import TaskCall, remote
+from woflo_plugins.multiprocess import _wire
 from woflo_plugins.multiprocess._channel import Channel
-
-_context: dict[str, Any] = {}
-
-
-class _ForwardHandler(logging.Handler):
-    """Sends every log record to the caller, tagged with the attempt's task, run and number."""
-
-    def __init__(self, send: Any) -> None:
-        super().__init__()
-        self._send = send
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            data = dict(record.__dict__)
-            data["msg"] = record.getMessage()
-            data["args"] = None
-            if record.exc_info:
-                data["exc_text"] = logging.Formatter().formatException(record.exc_info)
-            data["exc_info"] = None
-            for key, value in _context.items():
-                data.setdefault(key, value)
-            self._send(_serialize.pack_reply(b"l", 0.0, _pickle_record(data)))
-        except Exception:
-            self.handleError(record)
-
-
-def _pickle_record(data: dict[str, Any]) -> bytes:
-    """The record's attributes, pickled; any value that does not pickle goes as its repr."""
-    try:
-        return pickle.dumps(data, _serialize.PROTOCOL)
-    except Exception:
-        pass
-    plain = {}
-    for key, value in data.items():
-        try:
-            pickle.dumps(value, _serialize.PROTOCOL)
-        except Exception:
-            value = repr(value)
-        plain[key] = value
-    return pickle.dumps(plain, _serialize.PROTOCOL)
-
-
-def _route_structlog() -> None:
-    """Send structlog events through stdlib logging, hence to the caller, unless the task's
-    code configured structlog itself (then its configuration holds, in this worker)."""
-    global _structlog_routed
-    structlog = sys.modules.get("structlog")
-    if _structlog_routed or structlog is None or structlog.is_configured():
-        return
-    _structlog_routed = True
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.stdlib.render_to_log_kwargs,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-
-
-_structlog_routed = False
 
 
 def serve(conn: Channel, log_level: int) -> int:
@@ -103,15 +34,14 @@ def serve(conn: Channel, log_level: int) -> int:
         with lock:
             conn.send_bytes(frame)
 
-    root = logging.getLogger()
-    root.handlers[:] = [_ForwardHandler(send)]
-    root.setLevel(log_level)
+    def send_log(record: bytes) -> None:
+        send(_wire.pack_reply(b"l", 0.0, record))
+
+    remote.init_worker(log_level=log_level, emit=send_log)
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(line_buffering=True)
-
-    from woflo import TaskCall
 
     tasks: dict[bytes, Any] = {}
     keep: list[Any] = []
@@ -120,50 +50,24 @@ def serve(conn: Channel, log_level: int) -> int:
             frame = conn.recv_bytes()
         except (EOFError, OSError):
             return 0
-        token, (run_id, attempt, task_name), task_blob, args_blob = _serialize.unpack_job(frame)
-        _context.update(task=task_name, run_id=run_id, attempt=attempt)
-        start = time.perf_counter()
+        token, (run_id, attempt, task_name), task_blob, args_blob = _wire.unpack_job(frame)
         try:
-            try:
-                if task_blob:
-                    tasks[token] = _serialize.loads(task_blob)
-                task = tasks[token]
-            except BaseException as exc:
-                exc.add_note(f"(raised while loading task {task_name!r} in worker process)")
-                raise
-            try:
-                args, kwargs = _serialize.loads(args_blob)
-            except BaseException as exc:
-                exc.add_note(
-                    f"(raised while unpickling the arguments of task {task_name!r} "
-                    "in the worker process)"
-                )
-                raise
+            if task_blob:
+                tasks[token] = remote.load_part(task_blob, "the task", task_name)
+            task = tasks[token]
+            args, kwargs = remote.load_part(args_blob, "the arguments", task_name)
         except BaseException as exc:
-            reply = _failure(exc, time.perf_counter() - start)
+            reply = _wire.pack_reply(b"e", 0.0, remote.dump_exception(exc))
         else:
-            _route_structlog()
             call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
-            outcome = task._plugins.hooks.execute_attempt(call)
+            outcome = remote.execute(task, call)
             # Dropped only once the reply is sent: a __del__ that ends the worker must not
             # take a result already computed with it.
             keep.extend((args, kwargs, call, outcome))
             del args, kwargs, call
-            if outcome.error is not None:
-                reply = _failure(outcome.error, outcome.duration)
-            else:
-                try:
-                    blob = _serialize.dumps_for_caller(outcome.value)
-                except BaseException as exc:
-                    exc.add_note(
-                        f"(raised while pickling the result of task {task_name!r} "
-                        f"to send it back: {type(outcome.value).__qualname__} object)"
-                    )
-                    reply = _failure(exc, outcome.duration)
-                else:
-                    reply = _serialize.pack_reply(b"o", outcome.duration, blob)
-                    del blob
-            del outcome
+            ok, payload, duration = remote.pack_outcome(outcome, task_name)
+            reply = _wire.pack_reply(b"o" if ok else b"e", duration, payload)
+            del outcome, payload
         del frame, task_blob, args_blob
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -176,8 +80,3 @@ def serve(conn: Channel, log_level: int) -> int:
             return 0
         del reply
         keep.clear()
-        _context.clear()
-
-
-def _failure(error: BaseException, duration: float) -> bytes:
-    return _serialize.pack_reply(b"e", duration, _serialize.dump_exception(error))

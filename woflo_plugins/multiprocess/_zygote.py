@@ -17,7 +17,7 @@ signal on Linux), the zygote SIGKILLs every worker's process group and exits: no
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import signal
 import socket
 import struct
@@ -57,11 +57,11 @@ def main() -> None:
     (length,) = struct.unpack("=q", header)
     init: dict[str, Any] = _loads(_recv_all(ctl, length))
     sys.path[:] = init["sys_path"]
-    from woflo._plugins import PluginSystem, set_plugin_system
-    from woflo_plugins.multiprocess import _serialize, _worker  # noqa: F401  (warm for workers)
+    from woflo import remote
+    from woflo_plugins.multiprocess import _wire, _worker  # noqa: F401  (warm for workers)
 
     try:  # the caller's plugins, without scanning the installed distributions again
-        set_plugin_system(PluginSystem.from_manifest(init["plugins"]))
+        remote.load_plugins(init["plugins"])
     except Exception:  # the workers load them the usual way and report what fails
         pass
     zygote_pid = os.getpid()
@@ -73,9 +73,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.set_wakeup_fd(wake_w)
     preloaded = False
+    selector = selectors.DefaultSelector()  # no select(): file descriptors may exceed 1024
+    selector.register(ctl, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
     while True:
-        watched: list[Any] = [ctl, wake_r]
-        readable, _, _ = select.select(watched, [], [], None if preloaded else 0.05)
+        readable = [key.fileobj for key, _ in selector.select(None if preloaded else 0.05)]
         if not readable and not preloaded:
             preloaded = True
             _preload(init.get("preload", ()))
@@ -102,6 +104,7 @@ def main() -> None:
             _kind, token = SPAWN.unpack(data)
             pid = os.fork()
             if pid == 0:
+                selector.close()
                 _child(fds[0], ctl, (wake_r, wake_w), zygote_pid, init["log_level"])
             try:  # here too (not only in the child): the group exists before anyone learns
                 os.setpgid(pid, pid)  # the pid, so a kill of the group is never lost

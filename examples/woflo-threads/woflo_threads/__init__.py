@@ -23,7 +23,7 @@ class ThreadTaskRun(BaseTaskRun[R]):
 
     name = "threads"
 
-    def _start_attempt(self, call: TaskCall) -> None:
+    def start_attempt(self, call: TaskCall) -> None:
         thread = threading.Thread(
             target=self._run_attempt,
             args=(call,),
@@ -33,10 +33,10 @@ class ThreadTaskRun(BaseTaskRun[R]):
         thread.start()
 
     def _run_attempt(self, call: TaskCall) -> None:
-        self._attempt_started(call)
-        self._attempt_finished(call, self._execute(call))
+        self.report_started(call)
+        self.report_finished(call, self.execute(call))
 
-    def _kill_attempt(self, call: TaskCall) -> None:
+    def kill_attempt(self, call: TaskCall) -> None:
         """A thread cannot be killed: the attempt runs to its end; its result is discarded."""
 
 

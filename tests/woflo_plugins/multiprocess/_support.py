@@ -76,6 +76,34 @@ def wait_gone(pids: Any, timeout: float = TIMEOUT) -> None:
         time.sleep(0.005)
 
 
+def pool_counts() -> dict[str, int]:
+    """Idle, busy and starting workers and pending attempts of the pool (zeros if none)."""
+    import woflo_plugins.multiprocess as mp
+
+    status = mp.status()
+    if status is None:
+        return {"idle": 0, "busy": 0, "starting": 0, "pending": 0}
+    return {key: getattr(status, key) for key in ("idle", "busy", "starting", "pending")}
+
+
+def worker_pids() -> set[int]:
+    """The pids of the pool's live workers."""
+    import woflo_plugins.multiprocess as mp
+
+    status = mp.status()
+    return {w.pid for w in status.workers} if status is not None else set()
+
+
+def zygote_pid() -> int:
+    """The pid of the pool's zygote (the pool must be running)."""
+    import woflo_plugins.multiprocess as mp
+
+    status = mp.status()
+    assert status is not None, "no pool is running"
+    assert status.zygote_pid is not None, "the pool's zygote has not started"
+    return status.zygote_pid
+
+
 def children_of(ppid: int) -> set[int]:
     """Pids whose parent is ``ppid`` (zombies included), read from /proc."""
     found = set()

@@ -43,7 +43,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-import woflo_plugins.multiprocess as mp
 from tests.woflo_plugins.multiprocess._support import (
     TIMEOUT,
     DiesWhenFreed,
@@ -85,9 +84,9 @@ from tests.woflo_plugins.multiprocess._support import (
     stops_itself_after_returning,
     wait_for,
     wait_gone,
+    worker_pids,
 )
 from woflo import RunState, hookimpl, task
-from woflo._plugins import PluginSystem
 from woflo.errors import (
     ArgumentNotPicklable,
     RemoteTaskError,
@@ -96,6 +95,7 @@ from woflo.errors import (
     TaskStopped,
     TaskTimeout,
 )
+from woflo.plugins import PluginSystem
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -448,8 +448,7 @@ def test_a_del_that_kills_the_worker_after_the_result_was_sent(gate: Gate) -> No
     pid = gate.pid("dies")
     gate.release()  # frees the object: its __del__ ends the worker
     wait_gone([pid], timeout=5)
-    pool = mp._get_pool()
-    wait_for(lambda: pid not in pool._alive, what="the pool to hear of the death")
+    wait_for(lambda: pid not in worker_pids(), what="the pool to hear of the death")
     assert run.state is RunState.COMPLETED
     assert run.get_result() == "the value"
     assert getpid().get_result(timeout=TIMEOUT) not in (pid, os.getpid())
@@ -471,8 +470,7 @@ def test_a_del_that_kills_the_worker_when_it_drops_the_call(which: str) -> None:
     assert run.state is RunState.COMPLETED
     # the worker then dies: no later call may be handed to it
     wait_gone([pid], timeout=5)
-    pool = mp._get_pool()
-    wait_for(lambda: pid not in pool._alive, what="the pool to hear of the death")
+    wait_for(lambda: pid not in worker_pids(), what="the pool to hear of the death")
 
 
 # ---- 11. large data -------------------------------------------------------------------------
@@ -499,9 +497,8 @@ def test_a_100_mb_argument_and_result_round_trip() -> None:
     finally:
         if collecting:
             gc.enable()
-    pool = mp._get_pool()
     wait_for(
-        lambda: all(rss_mb(pid) < 80 for pid in list(pool._alive)),
+        lambda: all(rss_mb(pid) < 80 for pid in worker_pids()),
         what="the workers to give the memory back",
     )
     assert_still_works()
@@ -722,7 +719,7 @@ def test_a_task_call_from_an_atexit_hook_gets_a_clear_error(tmp_path: Path, orde
     assert proc.stderr == ""
     assert proc.returncode == 0
     hook = (
-        "hook: WofloError cannot start a run of task 'double': the interpreter is exiting "
+        "hook: InterpreterExiting cannot start a run of task 'double': the interpreter is exiting "
         "(call tasks before exit, not from atexit handlers or finalizers)"
     )
     expected = ["end of script", hook]

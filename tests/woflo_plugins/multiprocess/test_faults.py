@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-import woflo_plugins.multiprocess as mp
 from tests.woflo_plugins.multiprocess._support import (
     TIMEOUT,
     FrozenError,
@@ -39,6 +38,7 @@ from tests.woflo_plugins.multiprocess._support import (
     identity,
     ignore,
     log_then_die,
+    pool_counts,
     raise_frozen,
     raise_two_arg,
     read_pid,
@@ -295,14 +295,13 @@ def test_stop_right_after_the_start_kills_a_fresh_worker(
     """A run is running as soon as its job is sent to a new worker, which may not have set up
     its process group yet: stop() must kill it at once all the same (no waiting for SIGKILL)."""
     configure(kill_grace=30)
-    pool = mp._get_pool()
     for round_ in range(5):
         batch = [held(gate.path, f"round{round_}-{i}") for i in range(4)]
         runs += batch
         wait_for(lambda b=batch: all(r.state is RunState.RUNNING for r in b), what="running")
         for run in batch:
             assert run.stop() is True
-        wait_for(lambda: pool.counts()["busy"] == 0, timeout=2, what="the workers to die")
+        wait_for(lambda: pool_counts()["busy"] == 0, timeout=2, what="the workers to die")
 
 
 def test_stop_a_run_awaiting_retry(tmp_path: Path, runs: list[Any]) -> None:

@@ -27,10 +27,12 @@ from tests.woflo_plugins.multiprocess._support import (
     noop,
     open_fds,
     pid_alive,
+    pool_counts,
     run_script,
     script_env,
     wait_for,
     wait_gone,
+    zygote_pid,
 )
 from woflo import RunState
 from woflo.errors import TaskStopped
@@ -69,7 +71,7 @@ while len(list(gate.glob("*.pid"))) < 3 or retrying.state is not RunState.AWAITI
     if time.monotonic() > deadline:
         sys.exit("the runs did not start")
     time.sleep(0.005)
-report("zygote", str(mp._get_pool()._zygote.pid))
+report("zygote", str(mp.status().zygote_pid))
 """
 
 
@@ -162,9 +164,8 @@ def test_2000_runs_leave_nothing_behind(configure: Any) -> None:
     before = (open_fds(), threading.active_count(), children_of(me))
     configure(idle_timeout=0.2)
     getpid().get_result(timeout=TIMEOUT)
-    pool = mp._get_pool()
-    zygote = pool._zygote.pid
-    wait_for(lambda: pool.counts() == NO_WORKERS and not children_of(zygote), what="retired")
+    zygote = zygote_pid()
+    wait_for(lambda: pool_counts() == NO_WORKERS and not children_of(zygote), what="retired")
     fds, threads = open_fds(), threading.active_count()
 
     runs = [noop() for _ in range(2000)]
@@ -175,7 +176,7 @@ def test_2000_runs_leave_nothing_behind(configure: Any) -> None:
     gc.collect()
     assert probe() is None  # woflo keeps no finished run alive
 
-    wait_for(lambda: pool.counts() == NO_WORKERS, what="idle workers to retire")
+    wait_for(lambda: pool_counts() == NO_WORKERS, what="idle workers to retire")
     wait_for(lambda: not children_of(zygote), what="retired workers to be reaped")
     wait_for(lambda: open_fds() == fds, what=f"{fds} open fds (now {open_fds()})")
     assert threading.active_count() == threads
@@ -188,7 +189,7 @@ def test_2000_runs_leave_nothing_behind(configure: Any) -> None:
 def test_shutdown_stops_runs_and_kills_workers(configure: Any, gate: Gate) -> None:
     run = held(gate.path, "held")
     worker = gate.pid("held")
-    zygote = mp._get_pool()._zygote.pid
+    zygote = zygote_pid()
     mp.shutdown()
     assert run.wait(timeout=TIMEOUT)
     assert run.state is RunState.STOPPED

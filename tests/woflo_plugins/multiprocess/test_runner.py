@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-import woflo_plugins.multiprocess as mp
 from tests.woflo_plugins.multiprocess._support import (
     TIMEOUT,
     Gate,
@@ -24,6 +23,7 @@ from tests.woflo_plugins.multiprocess._support import (
     held_one_at_a_time,
     log_warning,
     meet,
+    pool_counts,
     run_script,
     wait_for,
     wait_gone,
@@ -271,11 +271,11 @@ def test_max_workers_caps_the_pool(configure: Any, gate: Gate, runs: list[Any]) 
     configure(max_workers=2)
     runs += [held(gate.path, f"run{i}") for i in range(4)]
     wait_for(lambda: sum(r.state is RunState.RUNNING for r in runs) == 2, what="2 running")
-    assert mp._get_pool().counts() == {"idle": 0, "busy": 2, "starting": 0, "pending": 2}
+    assert pool_counts() == {"idle": 0, "busy": 2, "starting": 0, "pending": 2}
     assert sorted(r.state.value for r in runs) == ["pending", "pending", "running", "running"]
     pending = next(r for r in runs if r.state is RunState.PENDING)
     assert _cpu_seconds_while_waiting(pending, 0.5) < 0.25
-    assert mp._get_pool().counts() == {"idle": 0, "busy": 2, "starting": 0, "pending": 2}
+    assert pool_counts() == {"idle": 0, "busy": 2, "starting": 0, "pending": 2}
     gate.release()
     pids = {run.get_result(timeout=TIMEOUT) for run in runs}
     assert len(pids) <= 2
@@ -286,7 +286,7 @@ def test_idle_workers_retire(configure: Any) -> None:
     pid = getpid().get_result(timeout=TIMEOUT)
     wait_gone([pid], timeout=5)
     zero = {"idle": 0, "busy": 0, "starting": 0, "pending": 0}
-    wait_for(lambda: mp._get_pool().counts() == zero, timeout=5, what="no workers")
+    wait_for(lambda: pool_counts() == zero, timeout=5, what="no workers")
     assert getpid().get_result(timeout=TIMEOUT) not in (pid, os.getpid())
 
 

@@ -1,10 +1,15 @@
-"""The plugin manager: discovery through entry points, the registry, and the hook facade.
+"""The plugin system: discovery through entry points, and the registry of what plugins give.
 
 Nothing here runs at ``import woflo``. The first task decoration (or ``woflo.runners`` lookup,
 or ``woflo plugins``) builds one :class:`PluginSystem`: a ``pluggy.PluginManager("woflo")`` with
 the specs of :mod:`woflo.hookspecs`, every plugin of the ``woflo`` entry-point group (woflo's own
 built-ins come through that same group) except those named in ``WOFLO_DISABLE_PLUGINS``, and what
-they contribute: runners, task options, the default runner.
+they contribute: runners, task options, the default runner. Another process (a worker) rebuilds
+the same system from :meth:`PluginSystem.manifest` without scanning distributions.
+
+Owned elsewhere: calling the hooks (:mod:`woflo._hooks`), the hooks themselves
+(:mod:`woflo.hookspecs`). Tests and tools use :func:`get_plugin_system` and
+:func:`set_plugin_system`; :mod:`woflo.testing` has fixtures that do it per test.
 """
 
 from __future__ import annotations
@@ -18,28 +23,29 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from woflo import hookspecs
-from woflo._types import Outcome, TaskCall, TaskOption
+from woflo._hooks import Hooks
+from woflo._run import BaseTaskRun
+from woflo._types import CORE_OPTIONS, Outcome, TaskCall, TaskOption
 from woflo.errors import PluginError
+from woflo.hookspecs import NOTIFICATIONS, hookimpl
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
-    from woflo._run import BaseTaskRun
+__all__ = [
+    "DISABLE_ENV",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "PluginSystem",
+    "current_plugin_system",
+    "get_plugin_system",
+    "hookimpl",
+    "set_plugin_system",
+]
 
 ENTRY_POINT_GROUP = "woflo"
 DISABLE_ENV = "WOFLO_DISABLE_PLUGINS"
 CORE_PLUGIN_NAME = "woflo.core"
-
-hookimpl = pluggy.HookimplMarker("woflo")
-
-# Hooks whose implementations are called one by one, each isolated from the others' failures.
-_NOTIFICATIONS = (
-    "woflo_run_created",
-    "woflo_attempt_started",
-    "woflo_attempt_finished",
-    "woflo_retry_scheduled",
-    "woflo_run_finished",
-)
 
 
 class _CorePlugin:
@@ -200,7 +206,7 @@ class PluginSystem:
                 f"would never call it; mark it. {_how_to_disable(name)}"
             )
         for impl in self._impls_of(plugin):
-            if (impl.hookwrapper or impl.wrapper) and impl.function.__name__ in _NOTIFICATIONS:
+            if (impl.hookwrapper or impl.wrapper) and impl.function.__name__ in NOTIFICATIONS:
                 self.pm.unregister(plugin)
                 raise PluginError(
                     f"{origin}: {impl.function.__name__} is a lifecycle notification and "
@@ -232,9 +238,10 @@ class PluginSystem:
                 info.entry_point if info else None,
                 info.distribution if info else None,
             )
+            known = ", ".join(hookspecs.hook_names())
             raise PluginError(
                 f"{origin} implements a hook woflo does not have: {exc}. Known hooks: "
-                f"{', '.join(_hook_names())}. {_how_to_disable(info.name if info else None)}"
+                f"{known}. {_how_to_disable(info.name if info else None)}"
             ) from exc
 
     def derive(self, plugins: Sequence[object], owner: str) -> PluginSystem:
@@ -264,7 +271,18 @@ class PluginSystem:
 
     def hook_names(self) -> list[str]:
         """Every hook name of the specification."""
-        return _hook_names()
+        return hookspecs.hook_names()
+
+    def runner_options(self, runner: type[BaseTaskRun[Any]]) -> list[str]:
+        """The names of the options a task on ``runner`` may be given (core ones included)."""
+        return [
+            *CORE_OPTIONS,
+            *(
+                name
+                for name, option in self.options.items()
+                if option.runners is None or runner.name in option.runners
+            ),
+        ]
 
     # ---- internals ----------------------------------------------------------------------
 
@@ -288,8 +306,6 @@ class PluginSystem:
             ) from exc
 
     def _collect_runners(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
-        from woflo._run import BaseTaskRun
-
         names = []
         for impl in self.pm.hook.woflo_add_runners.get_hookimpls():
             if impl.plugin is not plugin:
@@ -317,8 +333,6 @@ class PluginSystem:
         return tuple(names)
 
     def _collect_options(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
-        from woflo._task import CORE_OPTIONS
-
         names = []
         for impl in self.pm.hook.woflo_add_options.get_hookimpls():
             if impl.plugin is not plugin:
@@ -341,91 +355,6 @@ class PluginSystem:
                 self._option_owner[option.name] = origin
                 names.append(option.name)
         return tuple(names)
-
-
-class Hooks:
-    """Typed calls of the hooks, so the core reads like plain Python.
-
-    Lifecycle notifications call each implementation on its own and report failures on the run;
-    decisions go through pluggy's ``firstresult`` call.
-    """
-
-    __slots__ = ("_relay",)
-
-    def __init__(self, pm: pluggy.PluginManager) -> None:
-        self._relay = pm.hook
-
-    def run_created(self, run: BaseTaskRun[Any]) -> None:
-        self._notify(run, self._relay.woflo_run_created, {"run": run})
-
-    def attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
-        self._notify(run, self._relay.woflo_attempt_started, {"run": run, "attempt": attempt})
-
-    def attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-        args = {"run": run, "attempt": attempt, "outcome": outcome}
-        self._notify(run, self._relay.woflo_attempt_finished, args)
-
-    def retry_scheduled(
-        self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
-    ) -> None:
-        args = {"run": run, "attempt": attempt, "outcome": outcome, "delay": delay}
-        self._notify(run, self._relay.woflo_retry_scheduled, args)
-
-    def run_finished(self, run: BaseTaskRun[Any]) -> None:
-        self._notify(run, self._relay.woflo_run_finished, {"run": run})
-
-    def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
-        """Seconds until the next attempt, or ``None`` for no retry."""
-        try:
-            delay = self._relay.woflo_retry_delay(run=run, attempt=attempt, outcome=outcome)
-        except Exception as exc:
-            run._report_hook_error("woflo_retry_delay", exc)
-            return None
-        if delay is None or delay is False:
-            return None
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-            run._report_hook_error(
-                "woflo_retry_delay",
-                PluginError(f"woflo_retry_delay returned {delay!r}; expected seconds >= 0"),
-            )
-            return None
-        return float(delay)
-
-    def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
-        """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
-        try:
-            limits = self._relay.woflo_attempt_deadline(run=run, attempt=attempt)
-        except Exception as exc:
-            run._report_hook_error("woflo_attempt_deadline", exc)
-            return None
-        numbers = [
-            float(limit)
-            for limit in limits
-            if isinstance(limit, int | float) and not isinstance(limit, bool)
-        ]
-        return min(numbers) if numbers else None
-
-    def execute_attempt(self, call: TaskCall) -> Outcome:
-        """Execute ``call`` through the execution wrappers; always returns an outcome.
-
-        An exception from a wrapper (not from the task) is the attempt's failure too.
-        """
-        try:
-            return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
-        except BaseException as error:
-            return Outcome(error=error)
-
-    @staticmethod
-    def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
-            except Exception as exc:
-                run._report_hook_error(f"{caller.name} of plugin {impl.plugin_name!r}", exc)
-
-
-def _hook_names() -> list[str]:
-    return sorted(name for name in vars(hookspecs) if name.startswith("woflo_"))
 
 
 def _disabled_from_env() -> set[str]:
@@ -471,6 +400,11 @@ def get_plugin_system() -> PluginSystem:
         with _system_lock:
             if _system is None:
                 _system = PluginSystem.from_entry_points()
+    return _system
+
+
+def current_plugin_system() -> PluginSystem | None:
+    """The process-wide plugin system if it is loaded already, else ``None`` (loads nothing)."""
     return _system
 
 

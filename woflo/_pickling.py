@@ -1,7 +1,9 @@
-"""How calls, results and exceptions cross the process boundary.
+"""The pickling policy: how tasks, arguments, results and exceptions cross a process boundary.
 
-Both directions use cloudpickle, so functions, lambdas, closures and classes defined in
-``__main__`` or in a function travel by value while importable ones travel by reference.
+Public through :mod:`woflo.remote`. Plain ``pickle`` is used whenever it can do (it is fast,
+and a call that needs nothing more never imports cloudpickle); otherwise cloudpickle, so
+functions, lambdas, closures, classes and ``@task`` functions defined in ``__main__`` or in a
+function travel by value while importable ones travel by reference.
 Objects the worker received by value from the caller's ``__main__`` go back *by reference*, so
 the caller gets its own class (``except MyError:`` in the script works).
 
@@ -17,10 +19,10 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-import struct
 import sys
 import traceback
 import types
+from collections.abc import Mapping
 from typing import Any
 
 from woflo.errors import ArgumentNotPicklable, RemoteTaskError, RemoteTraceback
@@ -123,45 +125,20 @@ def dumps_for_caller(obj: Any) -> bytes:
 
 loads = pickle.loads
 
-# One frame per message each way (fewer system calls than a frame per part):
-#   job    JOB header (token, length of meta, length of task blob) + meta + task blob + args
-#   reply  REPLY header (kind, duration) + blob; kind is b"o" (value), b"e" (error), b"l" (log)
-JOB = struct.Struct("!8sII")
-REPLY = struct.Struct("!cd")
+
+def dump_task(task: Any) -> bytes:
+    """Pickle a task for another process, or raise :class:`ArgumentNotPicklable`."""
+    try:
+        return dumps_for_worker(task)
+    except Exception as exc:
+        raise ArgumentNotPicklable(
+            f"task {task.name!r} cannot be pickled to send it to another process: "
+            f"{type(exc).__name__}: {exc}. Its function, options and plugins must be "
+            "picklable (cloudpickle), or use runner='sequential'"
+        ) from exc
 
 
-def pack_job(token: bytes, meta: tuple[Any, ...], task_blob: bytes, args_blob: bytes) -> bytes:
-    """Frame one attempt for a worker; ``task_blob`` is empty when the worker knows the task."""
-    meta_blob = pickle.dumps(meta, PROTOCOL)
-    return b"".join(
-        (JOB.pack(token, len(meta_blob), len(task_blob)), meta_blob, task_blob, args_blob)
-    )
-
-
-def unpack_job(frame: bytes | bytearray) -> tuple[bytes, tuple[Any, ...], memoryview, memoryview]:
-    """The inverse of :func:`pack_job` (the blobs are views into ``frame``)."""
-    token, meta_len, task_len = JOB.unpack_from(frame)
-    view = memoryview(frame)[JOB.size :]
-    return (
-        token,
-        loads(view[:meta_len]),
-        view[meta_len : meta_len + task_len],
-        view[meta_len + task_len :],
-    )
-
-
-def pack_reply(kind: bytes, duration: float, blob: bytes) -> bytes:
-    """Frame a message from a worker."""
-    return REPLY.pack(kind, duration) + blob
-
-
-def unpack_reply(frame: bytes | bytearray) -> tuple[bytes, float, memoryview]:
-    """The inverse of :func:`pack_reply`."""
-    kind, duration = REPLY.unpack_from(frame)
-    return kind, duration, memoryview(frame)[REPLY.size :]
-
-
-def dump_arguments(task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def dump_arguments(task_name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
     """Pickle a call's arguments, or raise :class:`ArgumentNotPicklable` naming the culprit."""
     try:
         return dumps_for_worker((args, kwargs))
