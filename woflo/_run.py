@@ -19,8 +19,6 @@ interpreter exit (and Ctrl-C then) is :mod:`woflo._exit`'s; calling hooks is
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 import time
 import warnings
@@ -28,26 +26,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from woflo._exit import live_runs
 from woflo._hooks import report_hook_error
+from woflo._rules import final_state, never_retried, new_run_id, wait_seconds
 from woflo._scheduler import TimerHandle, scheduler
 from woflo._types import Outcome, RunState, TaskCall
-from woflo.errors import (
-    RemoteTraceback,
-    TaskCrashed,
-    TaskStopped,
-    TaskTimeout,
-    WaitTimeout,
-)
+from woflo.errors import TaskStopped, TaskTimeout, WaitTimeout
 
 if TYPE_CHECKING:
     from woflo._task import Task
 
 R = TypeVar("R")
-
-_FINAL_STATE_FOR_ERROR: tuple[tuple[type[BaseException], RunState], ...] = (
-    (TaskStopped, RunState.STOPPED),
-    (TaskTimeout, RunState.TIMED_OUT),
-    (TaskCrashed, RunState.CRASHED),
-)
 
 # Runner methods renamed in 0.2; the old names work, with a DeprecationWarning, until 0.3.
 _IMPLEMENTED_RENAMED = {
@@ -56,25 +43,6 @@ _IMPLEMENTED_RENAMED = {
     "_prepare": "prepare",
     "_check_available": "check_available",
 }
-
-
-def _final_state(outcome: Outcome) -> RunState:
-    if outcome.error is None:
-        return RunState.COMPLETED
-    for kind, state in _FINAL_STATE_FOR_ERROR:
-        if isinstance(outcome.error, kind):
-            return state
-    return RunState.FAILED
-
-
-def never_retried(error: BaseException) -> bool:
-    """The core's rule, whatever retry plugin is installed: a ``KeyboardInterrupt``, a stop
-    (:class:`~woflo.errors.TaskStopped`) and a ``SystemExit`` raised in this process are never
-    retried. (A ``SystemExit`` re-created from a worker process, whose traceback is attached
-    as a :class:`~woflo.errors.RemoteTraceback`, is the task's failure like any other.)"""
-    if isinstance(error, KeyboardInterrupt | TaskStopped | GeneratorExit):
-        return True
-    return isinstance(error, SystemExit) and not isinstance(error.__cause__, RemoteTraceback)
 
 
 def _deprecated(old: str, new: str) -> None:
@@ -124,7 +92,7 @@ class BaseTaskRun(Generic[R]):
         self.task = task
         self.args = args
         self.kwargs = kwargs
-        self.run_id: str = _new_run_id()
+        self.run_id: str = new_run_id()
         self.hook_errors: list[BaseException] = []
         """Errors raised by hook implementations during this run (each also logged)."""
         if not self.blocking:  # before the runner prepares anything (a pool, its threads)
@@ -178,7 +146,7 @@ class BaseTaskRun(Generic[R]):
 
         :return: ``True`` if the run is final, ``False`` if the timeout expired first.
         """
-        return self._done.wait(_wait_seconds(timeout))
+        return self._done.wait(wait_seconds(timeout))
 
     def get_result(self, timeout: float | None = None) -> R:
         """Wait for the run and return the task's value, or raise its error.
@@ -325,11 +293,11 @@ class BaseTaskRun(Generic[R]):
             deadline.cancel()
         self._hooks.attempt_finished(self, call.attempt, outcome)
         if outcome.error is None or not may_retry or never_retried(outcome.error):
-            self._end(_final_state(outcome), outcome)
+            self._end(final_state(outcome), outcome)
             return
         delay = self._hooks.retry_delay(self, call.attempt, outcome)
         if delay is None:
-            self._end(_final_state(outcome), outcome)
+            self._end(final_state(outcome), outcome)
             return
         with self._lock:
             if self._state.is_final:
@@ -349,7 +317,7 @@ class BaseTaskRun(Generic[R]):
                     f"(woflo could not schedule the retry of attempt {call.attempt}: "
                     f"{type(exc).__name__}: {exc})"
                 )
-            self._end(_final_state(outcome), outcome)
+            self._end(final_state(outcome), outcome)
 
     # ---- deprecated names (woflo < 0.2), removed in 0.3 --------------------------------------
 
@@ -449,7 +417,7 @@ class BaseTaskRun(Generic[R]):
             report_hook_error(self, f"{type(self).__name__}.kill_attempt", exc)
 
     def _wait_outcome(self, timeout: float | None) -> Outcome:
-        if self._outcome is None and not self._done.wait(_wait_seconds(timeout)):
+        if self._outcome is None and not self._done.wait(wait_seconds(timeout)):
             raise WaitTimeout(
                 f"run {self.run_id} of task {self.task.name!r} is still {self._state.value} "
                 f"after {timeout} s; it goes on (call get_result() again, or stop() it)"
@@ -475,35 +443,3 @@ def start_run(run: BaseTaskRun[Any]) -> BaseTaskRun[Any]:
     run.prepare()
     run._launch()
     return run
-
-
-def _wait_seconds(timeout: float | None) -> float | None:
-    """A timeout any ``wait()`` accepts: ``None`` and ``inf`` wait forever, negatives not at
-    all; a value that is not a number fails here, naming it."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout != timeout:
-        from woflo.errors import OptionTypeError, OptionValueError
-
-        kind = OptionValueError if timeout != timeout else OptionTypeError
-        raise kind(f"timeout takes seconds as a number, or None to wait forever, not {timeout!r}")
-    if timeout >= threading.TIMEOUT_MAX:
-        return None
-    return max(0.0, float(timeout))
-
-
-_run_ids = itertools.count(1)
-_run_id_prefix = os.urandom(5).hex()
-
-
-def _new_run_id() -> str:
-    """A run id unique across processes, without a system call per run."""
-    return f"{_run_id_prefix}{next(_run_ids):06x}"
-
-
-def _reseed_run_ids() -> None:
-    global _run_id_prefix, _run_ids
-    _run_id_prefix, _run_ids = os.urandom(5).hex(), itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_reseed_run_ids)

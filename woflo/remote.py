@@ -30,7 +30,6 @@ else :class:`~woflo.errors.RemoteTaskError`; the remote traceback is always ``__
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import pickle
 import sys
@@ -40,6 +39,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from woflo._logroute import (
+    capturing,
+    emit_record,
+    init_worker,
+    is_dedicated,
+    pickle_record,
+    route_structlog,
+)
 from woflo._pickling import (
     PROTOCOL,
     dump_arguments,
@@ -226,16 +233,6 @@ def outcome_of(future: Any) -> Outcome:
     return Outcome(error=error)
 
 
-def emit_record(record: bytes | bytearray | memoryview | dict[str, Any]) -> None:
-    """In the caller: hand a log record captured in another process to the logger of the
-    same name, with its level, time, pid and the run's ``task``, ``run_id``, ``attempt``."""
-    data = loads(record) if isinstance(record, bytes | bytearray | memoryview) else record
-    log_record = logging.makeLogRecord(data)
-    logger = logging.getLogger(log_record.name)
-    if logger.isEnabledFor(log_record.levelno):
-        logger.handle(log_record)
-
-
 # ---- in the other process --------------------------------------------------------------------
 
 _loaded: tuple[Manifest, Any] | None = None
@@ -286,7 +283,7 @@ def run_attempt(attempt: RemoteAttempt) -> RemoteResult:
         args, kwargs = load_part(attempt.arguments, "the arguments", attempt.task_name)
     except BaseException as exc:
         return RemoteResult(False, dump_exception(exc), 0.0, tuple(records))
-    if _dedicated is not None:
+    if is_dedicated():
         logging.getLogger().setLevel(attempt.log_level)
     call = TaskCall(attempt.task_name, attempt.run_id, attempt.attempt, task.fn, args, kwargs)
     outcome = execute(task, call, emit=records.append)
@@ -330,145 +327,7 @@ def execute(
     process's own logging. structlog events are routed through stdlib logging first
     (:func:`route_structlog`), so they travel the same way with their fields.
     """
-    context = {"task": call.task_name, "run_id": call.run_id, "attempt": call.attempt}
-    sink = emit if emit is not None else (_dedicated.sink if _dedicated is not None else None)
-    if sink is None:
-        route_structlog()
-        return task.plugin_system.hooks.execute_attempt(call)
-    _install_capture()
     route_structlog()
-    token = _capture.set((sink, context))
-    if _dedicated is not None:
-        _dedicated.current = (sink, context)
-    try:
+    context = {"task": call.task_name, "run_id": call.run_id, "attempt": call.attempt}
+    with capturing(emit, context):
         return task.plugin_system.hooks.execute_attempt(call)
-    finally:
-        _capture.reset(token)
-        if _dedicated is not None:
-            _dedicated.current = None
-
-
-class _Dedicated:
-    """A worker process given over to woflo (:func:`init_worker`)."""
-
-    __slots__ = ("current", "sink")
-
-    def __init__(self, sink: Callable[[bytes], object] | None) -> None:
-        self.sink = sink
-        self.current: tuple[Callable[[bytes], object], dict[str, Any]] | None = None
-
-
-_dedicated: _Dedicated | None = None
-_capture: contextvars.ContextVar[tuple[Callable[[bytes], object], dict[str, Any]] | None] = (
-    contextvars.ContextVar("woflo_log_capture", default=None)
-)
-
-
-def init_worker(
-    *, log_level: int | None = None, emit: Callable[[bytes], object] | None = None
-) -> None:
-    """Give this process over to running attempts (a pool's worker initializer).
-
-    Every log record of the process goes to the caller, none to this process's own handlers
-    (which would print it twice): records of an attempt with it, others (threads the task
-    started) with the attempt executing, or to ``emit`` (each pickled) between attempts.
-    On Linux the process is also killed when its parent dies, so it cannot outlive the caller.
-
-    :param log_level: the root logger's level here (default: as the first attempt says).
-    """
-    global _dedicated
-    _dedicated = _Dedicated(emit)
-    root = logging.getLogger()
-    root.handlers[:] = [_CaptureHandler()]
-    if log_level is not None:
-        root.setLevel(log_level)
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-
-
-class _CaptureHandler(logging.Handler):
-    """Sends each record to the sink of the attempt that logged it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        target = _capture.get()
-        if target is None and _dedicated is not None:
-            target = _dedicated.current
-            if target is None and _dedicated.sink is not None:
-                target = (_dedicated.sink, {})
-        if target is None:
-            return
-        sink, context = target
-        try:
-            sink(pickle_record(record, context))
-        except Exception:
-            self.handleError(record)
-
-
-_capture_installed = False
-
-
-def _install_capture() -> None:
-    global _capture_installed
-    if _capture_installed:
-        return
-    with _load_lock:
-        root = logging.getLogger()
-        if not any(isinstance(h, _CaptureHandler) for h in root.handlers):
-            root.addHandler(_CaptureHandler())
-        _capture_installed = True
-
-
-def pickle_record(record: logging.LogRecord, context: dict[str, Any]) -> bytes:
-    """A log record's attributes, pickled for the caller (:func:`emit_record`): the message
-    formatted, the exception as its traceback text, ``context`` added, and any value that
-    does not pickle as its ``repr``."""
-    data = dict(record.__dict__)
-    data["msg"] = record.getMessage()
-    data["args"] = None
-    if record.exc_info:
-        data["exc_text"] = logging.Formatter().formatException(record.exc_info)
-    data["exc_info"] = None
-    for key, value in context.items():
-        data.setdefault(key, value)
-    try:
-        return pickle.dumps(data, PROTOCOL)
-    except Exception:
-        pass
-    plain = {}
-    for key, value in data.items():
-        try:
-            pickle.dumps(value, PROTOCOL)
-        except Exception:
-            value = repr(value)
-        plain[key] = value
-    return pickle.dumps(plain, PROTOCOL)
-
-
-_structlog_routed = False
-
-
-def route_structlog() -> None:
-    """Send structlog events through stdlib logging (hence to the caller), unless structlog
-    is configured in this process (then its configuration holds, here)."""
-    global _structlog_routed
-    structlog = sys.modules.get("structlog")
-    if _structlog_routed or structlog is None or structlog.is_configured():
-        return
-    _structlog_routed = True
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.stdlib.render_to_log_kwargs,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )

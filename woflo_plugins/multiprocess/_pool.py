@@ -24,23 +24,19 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import selectors
 import signal
 import socket
-import struct
-import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
 from woflo import Outcome, TaskCall, remote
-from woflo.errors import PoolBroken, TaskCrashed, TaskStopped
-from woflo_plugins.multiprocess import _wire
+from woflo.errors import PoolBroken, TaskStopped
+from woflo_plugins.multiprocess import _endings, _wire
 from woflo_plugins.multiprocess._channel import Channel
+from woflo_plugins.multiprocess._link import ZygoteLink
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
-from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
 
 __all__ = ["Pool", "PoolBroken"]
 
@@ -63,8 +59,7 @@ class Pool:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()  # the watcher's: registered once each
-        self._ctl: socket.socket | None = None
-        self._zygote: subprocess.Popen[bytes] | None = None
+        self._zygote: ZygoteLink | None = None
         self._thread = threading.Thread(target=self._watch, name="woflo-multiprocess", daemon=True)
         self._thread.start()
 
@@ -131,7 +126,7 @@ class Pool:
                 if worker.kill_at is None:
                     worker.kill_at = time.monotonic() + self.kill_grace
         if pending:
-            _report(job, Outcome(error=_stopped(job)))
+            _endings.report(job, Outcome(error=_endings.stopped(job)))
             return
         _killpg(worker.pid, signal.SIGTERM)
         # A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
@@ -203,7 +198,7 @@ class Pool:
 
     def _watch(self) -> None:
         try:
-            self._start_zygote()
+            self._zygote = ZygoteLink()
         except Exception as exc:
             self._break(PoolBroken(f"could not start the worker pool: {exc}"))
             return
@@ -218,9 +213,10 @@ class Pool:
 
     def _serve(self) -> BaseException | None:
         """The watcher's loop; returns the error to end every run with (``None``: done)."""
-        assert self._ctl is not None
+        zygote = self._zygote
+        assert zygote is not None
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._selector.register(self._ctl, selectors.EVENT_READ, self._ctl)
+        self._selector.register(zygote.socket, selectors.EVENT_READ, zygote)
         while True:
             with self._lock:
                 if self._closed:
@@ -233,56 +229,23 @@ class Pool:
             if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
                 timeout = _LONGEST_WAIT
             for token, theirs in spawns:
-                try:
-                    socket.send_fds(self._ctl, [SPAWN.pack(b"S", token)], [theirs.fileno()])
-                finally:
-                    theirs.close()
+                zygote.spawn(token, theirs)
             for key, _events in self._selector.select(timeout):
                 if key.data is None:
                     _drain(self._wake_r)
-                elif key.data is self._ctl:
-                    if not self._read_zygote():
+                elif key.data is zygote:
+                    if not self._read_zygote(zygote):
                         return PoolBroken("the worker pool's zygote process died")
                 elif not key.data.eof:
                     self._read_worker(key.data)
             self._on_time(time.monotonic())
         return TaskStopped("the multiprocess pool was shut down")
 
-    def _start_zygote(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        code = "from woflo_plugins.multiprocess._zygote import main; main()"
-        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-        self._zygote = subprocess.Popen(
-            [sys.executable, *flags, "-c", code, str(theirs.fileno()), str(os.getpid())],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # out of the terminal's process group: Ctrl-C is ours
-        )
-        theirs.close()
-        from woflo.plugins import get_plugin_system
-
-        init = {
-            "plugins": get_plugin_system().manifest(),
-            "sys_path": list(sys.path),
-            "log_level": logging.getLogger().getEffectiveLevel(),
-            "preload": [m for m in remote.PRELOAD if m in sys.modules],
-        }
-        blob = pickle.dumps(init)
-        ours.sendall(struct.pack("=q", len(blob)) + blob)
-        self._ctl = ours
-
-    def _read_zygote(self) -> bool:
-        assert self._ctl is not None
-        data = b""
-        while len(data) < RECORD.size:
-            try:
-                chunk = self._ctl.recv(RECORD.size - len(data))
-            except OSError:
-                chunk = b""
-            if not chunk:
-                return False
-            data += chunk
-        kind, token, value = RECORD.unpack(data)
+    def _read_zygote(self, zygote: ZygoteLink) -> bool:
+        report = zygote.read()
+        if report is None:
+            return False
+        kind, token, value = report
         if kind == b"P":
             with self._lock:
                 worker = self._schedule.starting.pop(token, None)
@@ -335,21 +298,7 @@ class Pool:
             return
         if job.killed:  # its report waits for the zygote's word that the worker is dead
             return
-        if kind == b"o":
-            try:
-                outcome = Outcome(value=remote.loads(blob), duration=duration)
-            except BaseException as exc:
-                exc.add_note(
-                    f"(raised while unpickling the result of task {job.call.task_name!r} "
-                    "in the calling process)"
-                )
-                outcome = Outcome(error=exc, duration=duration)
-        else:
-            try:
-                error = remote.load_exception(blob)
-            except BaseException as exc:
-                error = exc
-            outcome = Outcome(error=error, duration=duration)
+        outcome = _endings.from_reply(job, kind, duration, blob)
         del blob
         now = time.monotonic()
         with self._lock:
@@ -372,7 +321,7 @@ class Pool:
         if following is not None and early:
             self._start(worker, following)
         try:
-            _report(job, outcome)
+            _endings.report(job, outcome)
         finally:
             if following is not None and not early:
                 self._start(worker, following)
@@ -402,21 +351,8 @@ class Pool:
         worker.conn.close()
         if job is None:
             return
-        if job.killed:
-            error: BaseException = _stopped(job)
-        else:
-            how = (
-                f"was killed by signal {_signal_name(-exitcode)}"
-                if exitcode < 0
-                else f"exited with code {exitcode}"
-            )
-            error = TaskCrashed(
-                f"the worker process (pid {pid}) running task {job.call.task_name!r} "
-                f"(run {job.call.run_id}, attempt {job.call.attempt}) {how}",
-                pid=pid,
-                exitcode=exitcode,
-            )
-        _report(job, Outcome(error=error))
+        error = _endings.stopped(job) if job.killed else _endings.crashed(job, pid, exitcode)
+        _endings.report(job, Outcome(error=error))
 
     def _on_time(self, now: float) -> None:
         retire: list[Worker] = []
@@ -464,47 +400,17 @@ class Pool:
         for worker in starting:
             worker.conn.close()
         self._selector.close()
-        if self._ctl is not None:
-            self._ctl.close()
         if self._zygote is not None:
-            try:
-                self._zygote.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._zygote.kill()
-                self._zygote.wait()
+            self._zygote.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
         for job in jobs:
-            _report(job, Outcome(error=error))
+            _endings.report(job, Outcome(error=error))
 
 
 def _frame_size(job: Job) -> int:
     """An upper bound of the size of the frame that hands ``job`` to a worker."""
     return len(job.args_blob) + len(job.entry.blob) + 4 * len(job.call.task_name) + 256
-
-
-def _report(job: Job, outcome: Outcome) -> None:
-    """Report the end of ``job``'s attempt to its run, once. The job then lets go of the run
-    and of the arguments' pickle: the run refers to the job, and that cycle would keep them (a
-    100 MB argument, twice) alive after the caller dropped the run, until the gc ran."""
-    run, job.run = job.run, None
-    job.args_blob = b""
-    if run is not None:
-        run.report_finished(job.call, outcome)
-
-
-def _stopped(job: Job) -> TaskStopped:
-    return TaskStopped(
-        f"attempt {job.call.attempt} of task {job.call.task_name!r} (run {job.call.run_id}) "
-        "was killed on request"
-    )
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)
 
 
 def _killpg(pid: int, sig: int) -> None:

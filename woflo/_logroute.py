@@ -1,0 +1,185 @@
+"""Log records of attempts executed in another process, on their way to the caller.
+
+In the other process, a handler on the root logger sends each record logged during an attempt
+(in its thread and context) to that attempt's sink, pickled (:func:`pickle_record`), tagged with
+``task``, ``run_id`` and ``attempt``; in the caller, :func:`emit_record` hands it to the logger of
+the same name. A process given over to woflo (:func:`init_worker`) sends every record, and
+prints none itself. Public through :mod:`woflo.remote`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import pickle
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from woflo._pickling import PROTOCOL
+
+Sink = Callable[[bytes], object]
+
+
+def emit_record(record: bytes | bytearray | memoryview | dict[str, Any]) -> None:
+    """In the caller: hand a log record captured in another process to the logger of the
+    same name, with its level, time, pid and the run's ``task``, ``run_id``, ``attempt``."""
+    data = pickle.loads(record) if isinstance(record, bytes | bytearray | memoryview) else record
+    log_record = logging.makeLogRecord(data)
+    logger = logging.getLogger(log_record.name)
+    if logger.isEnabledFor(log_record.levelno):
+        logger.handle(log_record)
+
+
+class _Dedicated:
+    """A worker process given over to woflo (:func:`init_worker`)."""
+
+    __slots__ = ("current", "sink")
+
+    def __init__(self, sink: Callable[[bytes], object] | None) -> None:
+        self.sink = sink
+        self.current: tuple[Callable[[bytes], object], dict[str, Any]] | None = None
+
+
+_dedicated: _Dedicated | None = None
+_capture: contextvars.ContextVar[tuple[Callable[[bytes], object], dict[str, Any]] | None] = (
+    contextvars.ContextVar("woflo_log_capture", default=None)
+)
+
+
+def init_worker(
+    *, log_level: int | None = None, emit: Callable[[bytes], object] | None = None
+) -> None:
+    """Give this process over to running attempts (a pool's worker initializer).
+
+    Every log record of the process goes to the caller, none to this process's own handlers
+    (which would print it twice): records of an attempt with it, others (threads the task
+    started) with the attempt executing, or to ``emit`` (each pickled) between attempts.
+    On Linux the process is also killed when its parent dies, so it cannot outlive the caller.
+
+    :param log_level: the root logger's level here (default: as the first attempt says).
+    """
+    global _dedicated
+    _dedicated = _Dedicated(emit)
+    root = logging.getLogger()
+    root.handlers[:] = [_CaptureHandler()]
+    if log_level is not None:
+        root.setLevel(log_level)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
+@contextlib.contextmanager
+def capturing(emit: Sink | None, context: dict[str, Any]) -> Iterator[None]:
+    """Send the records logged in this context to ``emit`` (``None``: to the sink of
+    :func:`init_worker`, or nowhere special in a process that did not call it)."""
+    sink = emit if emit is not None else (_dedicated.sink if _dedicated is not None else None)
+    if sink is None:
+        yield
+        return
+    _install_capture()
+    token = _capture.set((sink, context))
+    if _dedicated is not None:
+        _dedicated.current = (sink, context)
+    try:
+        yield
+    finally:
+        _capture.reset(token)
+        if _dedicated is not None:
+            _dedicated.current = None
+
+
+def is_dedicated() -> bool:
+    """Whether :func:`init_worker` gave this process over to woflo."""
+    return _dedicated is not None
+
+
+class _CaptureHandler(logging.Handler):
+    """Sends each record to the sink of the attempt that logged it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = _capture.get()
+        if target is None and _dedicated is not None:
+            target = _dedicated.current
+            if target is None and _dedicated.sink is not None:
+                target = (_dedicated.sink, {})
+        if target is None:
+            return
+        sink, context = target
+        try:
+            sink(pickle_record(record, context))
+        except Exception:
+            self.handleError(record)
+
+
+_capture_installed = False
+_install_lock = threading.Lock()
+
+
+def _install_capture() -> None:
+    global _capture_installed
+    if _capture_installed:
+        return
+    with _install_lock:
+        root = logging.getLogger()
+        if not any(isinstance(h, _CaptureHandler) for h in root.handlers):
+            root.addHandler(_CaptureHandler())
+        _capture_installed = True
+
+
+def pickle_record(record: logging.LogRecord, context: dict[str, Any]) -> bytes:
+    """A log record's attributes, pickled for the caller (:func:`emit_record`): the message
+    formatted, the exception as its traceback text, ``context`` added, and any value that
+    does not pickle as its ``repr``."""
+    data = dict(record.__dict__)
+    data["msg"] = record.getMessage()
+    data["args"] = None
+    if record.exc_info:
+        data["exc_text"] = logging.Formatter().formatException(record.exc_info)
+    data["exc_info"] = None
+    for key, value in context.items():
+        data.setdefault(key, value)
+    try:
+        return pickle.dumps(data, PROTOCOL)
+    except Exception:
+        pass
+    plain = {}
+    for key, value in data.items():
+        try:
+            pickle.dumps(value, PROTOCOL)
+        except Exception:
+            value = repr(value)
+        plain[key] = value
+    return pickle.dumps(plain, PROTOCOL)
+
+
+_structlog_routed = False
+
+
+def route_structlog() -> None:
+    """Send structlog events through stdlib logging (hence to the caller), unless structlog
+    is configured in this process (then its configuration holds, here)."""
+    global _structlog_routed
+    structlog = sys.modules.get("structlog")
+    if _structlog_routed or structlog is None or structlog.is_configured():
+        return
+    _structlog_routed = True
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

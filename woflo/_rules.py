@@ -1,0 +1,74 @@
+"""The core's rules, the same on every runner: the final state an outcome means, what is never
+retried, what a wait's timeout means, and run ids."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+from woflo._types import Outcome, RunState
+from woflo.errors import (
+    OptionTypeError,
+    OptionValueError,
+    RemoteTraceback,
+    TaskCrashed,
+    TaskStopped,
+    TaskTimeout,
+)
+
+_FINAL_STATE_FOR_ERROR: tuple[tuple[type[BaseException], RunState], ...] = (
+    (TaskStopped, RunState.STOPPED),
+    (TaskTimeout, RunState.TIMED_OUT),
+    (TaskCrashed, RunState.CRASHED),
+)
+
+
+def final_state(outcome: Outcome) -> RunState:
+    """The final state a run ends in with this last outcome."""
+    if outcome.error is None:
+        return RunState.COMPLETED
+    for kind, state in _FINAL_STATE_FOR_ERROR:
+        if isinstance(outcome.error, kind):
+            return state
+    return RunState.FAILED
+
+
+def never_retried(error: BaseException) -> bool:
+    """The core's rule, whatever retry plugin is installed: a ``KeyboardInterrupt``, a stop
+    (:class:`~woflo.errors.TaskStopped`) and a ``SystemExit`` raised in this process are never
+    retried. (A ``SystemExit`` re-created from a worker process, whose traceback is attached
+    as a :class:`~woflo.errors.RemoteTraceback`, is the task's failure like any other.)"""
+    if isinstance(error, KeyboardInterrupt | TaskStopped | GeneratorExit):
+        return True
+    return isinstance(error, SystemExit) and not isinstance(error.__cause__, RemoteTraceback)
+
+
+def wait_seconds(timeout: float | None) -> float | None:
+    """A timeout any ``wait()`` accepts: ``None`` and ``inf`` wait forever, negatives not at
+    all; a value that is not a number fails here, naming it."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout != timeout:
+        kind = OptionValueError if timeout != timeout else OptionTypeError
+        raise kind(f"timeout takes seconds as a number, or None to wait forever, not {timeout!r}")
+    if timeout >= threading.TIMEOUT_MAX:
+        return None
+    return max(0.0, float(timeout))
+
+
+_run_ids = itertools.count(1)
+_run_id_prefix = os.urandom(5).hex()
+
+
+def new_run_id() -> str:
+    """A run id unique across processes, without a system call per run."""
+    return f"{_run_id_prefix}{next(_run_ids):06x}"
+
+
+def _reseed_run_ids() -> None:
+    global _run_id_prefix, _run_ids
+    _run_id_prefix, _run_ids = os.urandom(5).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_reseed_run_ids)

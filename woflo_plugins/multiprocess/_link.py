@@ -1,0 +1,85 @@
+"""The caller's end of the zygote: starting it, asking it for workers, reading its reports.
+
+The protocol itself (fixed-size records on a Unix stream socket) is described, and served, in
+:mod:`._zygote`, which runs in the zygote process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+
+from woflo import remote
+from woflo.plugins import get_plugin_system
+from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
+
+
+class ZygoteLink:
+    """A started zygote process and the control socket to it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        code = "from woflo_plugins.multiprocess._zygote import main; main()"
+        flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, *flags, "-c", code, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # out of the terminal's process group: Ctrl-C is ours
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.socket = ours
+        init = {
+            "plugins": get_plugin_system().manifest(),
+            "sys_path": list(sys.path),
+            "log_level": logging.getLogger().getEffectiveLevel(),
+            "preload": [m for m in remote.PRELOAD if m in sys.modules],
+        }
+        blob = pickle.dumps(init)
+        ours.sendall(struct.pack("=q", len(blob)) + blob)
+
+    @property
+    def pid(self) -> int:
+        """The zygote's process id."""
+        return self.process.pid
+
+    def spawn(self, token: bytes, theirs: socket.socket) -> None:
+        """Ask for a worker known by ``token``, talking on ``theirs`` (closed here)."""
+        try:
+            socket.send_fds(self.socket, [SPAWN.pack(b"S", token)], [theirs.fileno()])
+        finally:
+            theirs.close()
+
+    def read(self) -> tuple[bytes, bytes, int] | None:
+        """One report: ``(b"P", token, pid)`` a worker is up, ``(b"X", pid bytes, exitcode)``
+        a worker exited; ``None`` once the zygote is gone."""
+        data = b""
+        while len(data) < RECORD.size:
+            try:
+                chunk = self.socket.recv(RECORD.size - len(data))
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return None
+            data += chunk
+        kind, token, value = RECORD.unpack(data)
+        return kind, token, value
+
+    def close(self) -> None:
+        """Close the socket (the zygote then kills its workers and exits) and reap it."""
+        self.socket.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
