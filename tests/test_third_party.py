@@ -1,7 +1,8 @@
 """Third-party plugins end to end: real distributions built and installed into a virtualenv.
 
-``examples/woflo-threads`` (a runner) and ``examples/woflo-audit`` (a hook plugin) are built from
-their own ``pyproject.toml`` and installed with pip into a fresh virtual environment that sees
+``examples/woflo-threads`` (a runner in the calling process), ``examples/woflo-processpool`` (an
+out-of-process runner on ``concurrent.futures``, built on ``woflo.remote``) and
+``examples/woflo-audit`` (a hook plugin) are built from their own ``pyproject.toml`` and installed with pip into a fresh virtual environment that sees
 this environment's packages (woflo included) but nothing of the examples: everything the tests
 then find, they find through the ``woflo`` entry-point group, as a user's install would.
 """
@@ -39,7 +40,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in outer if Path(p).is_dir())
     (Path(purelib) / "_outer_environment.pth").write_text(lines, encoding="utf-8")
     sources = []
-    for name in ("woflo-threads", "woflo-audit"):
+    for name in ("woflo-threads", "woflo-processpool", "woflo-audit"):
         shutil.copytree(EXAMPLES / name, root / name)
         sources.append(str(root / name))
     subprocess.run(
@@ -127,8 +128,9 @@ def test_woflo_plugins_lists_them_with_distribution_and_version(venv: Path) -> N
     assert "woflo-audit 0.1.0" in version.stdout
 
 
-def test_the_runner_passes_the_conformance_suite(venv: Path) -> None:
-    tests = EXAMPLES / "woflo-threads" / "tests" / "test_conformance.py"
+@pytest.mark.parametrize("example", ["woflo-threads", "woflo-processpool"])
+def test_the_runner_passes_the_conformance_suite(venv: Path, example: str) -> None:
+    tests = EXAMPLES / example / "tests" / "test_conformance.py"
     result = _run(
         venv,
         "-m",
@@ -144,6 +146,54 @@ def test_the_runner_passes_the_conformance_suite(venv: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
     assert "failed" not in result.stdout
+    assert "skipped" not in result.stdout  # every case applies: retries and timeouts are on
+
+
+def test_the_out_of_process_runner_is_small_and_uses_only_public_helpers() -> None:
+    source = (EXAMPLES / "woflo-processpool" / "woflo_processpool" / "__init__.py").read_text()
+    assert len(source.splitlines()) <= 50
+    assert "woflo._" not in source
+    assert "woflo_plugins" not in source
+
+
+def test_the_out_of_process_runner_carries_the_run_context_and_logs(
+    venv: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import logging, os
+            import structlog
+            from woflo import task
+
+            seen = []
+            class Keep(logging.Handler):
+                def emit(self, record):
+                    seen.append(record)
+
+            logging.getLogger("acme").addHandler(Keep())
+            logging.getLogger("acme").setLevel(logging.INFO)
+
+            @task(runner="processpool")
+            def work(x):
+                logging.getLogger("acme").info("working on %s", x)
+                return os.getpid(), dict(structlog.contextvars.get_contextvars())
+
+            if __name__ == "__main__":
+                run = work(3)
+                pid, context = run.get_result(timeout=60)
+                assert pid != os.getpid()
+                assert context == {"task": "work", "run_id": run.run_id, "attempt": 1}, context
+                [record] = [r for r in seen if r.getMessage() == "working on 3"]
+                assert (record.process, record.run_id, record.task) == (pid, run.run_id, "work")
+                print("ok")
+            """
+        )
+    )
+    result = _run(venv, str(script), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 def test_disabling_the_third_party_runner(venv: Path) -> None:
