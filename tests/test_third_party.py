@@ -2,9 +2,10 @@
 
 ``examples/woflo-threads`` (a runner in the calling process), ``examples/woflo-processpool`` (an
 out-of-process runner on ``concurrent.futures``, built on ``woflo.remote``) and
-``examples/woflo-audit`` (a hook plugin) are built from their own ``pyproject.toml`` and installed with pip into a fresh virtual environment that sees
-this environment's packages (woflo included) but nothing of the examples: everything the tests
-then find, they find through the ``woflo`` entry-point group, as a user's install would.
+``examples/woflo-audit`` (a hook plugin) are built from their own ``pyproject.toml`` and
+installed with pip into a fresh virtual environment that sees this environment's packages
+(woflo included) but nothing of the examples: everything the tests then find, they find
+through the ``woflo`` entry-point group, as a user's install would.
 """
 
 from __future__ import annotations

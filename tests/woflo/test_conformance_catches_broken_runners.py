@@ -13,7 +13,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-RUNNERS = '''
+RUNNERS = """
 import threading
 
 from woflo import BaseTaskRun, Outcome, TaskCall
@@ -72,7 +72,7 @@ TestDropsKeywords = runner_conformance(DropsKeywords)
 TestReportsTwice = runner_conformance(ReportsTwice)
 TestZeroDuration = runner_conformance(ZeroDuration)
 TestNeverStarts = runner_conformance(NeverStarts)
-'''
+"""
 
 # which cases must fail for each broken runner (all others must pass)
 EXPECTED_FAILURES = {
