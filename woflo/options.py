@@ -91,19 +91,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _or(expected: str, *, none: bool, infinite: bool) -> str:
+    """``expected``, with the extra values a validator accepts named."""
+    extras = [e for e, on in (("inf (no limit)", infinite), ("None", none)) if on]
+    return ", or ".join([expected, *extras])
+
+
 def whole_number(*, minimum: int = 0, none: bool = False, infinite: bool = False) -> Validator:
-    """A whole number ``>= minimum``; ``none``: ``None`` too (no limit); ``infinite``:
-    ``math.inf`` too, kept as ``None`` (no limit)."""
-    expected = f"a whole number >= {minimum}"
-    if none:
-        expected += " or None (no limit)"
-    elif infinite:
-        expected += " or inf (no limit)"
+    """A whole number ``>= minimum``; ``none``: ``None`` too, ``infinite``: ``math.inf`` too,
+    both kept as ``None`` (no limit)."""
+    expected = _or(f"a whole number >= {minimum}", none=none, infinite=infinite)
 
     def check(value: Any) -> int | None:
-        if value is None and none:
-            return None
-        if infinite and isinstance(value, float) and value == math.inf:
+        if (value is None and none) or (infinite and value == math.inf):
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong_type(expected, value)
@@ -129,13 +129,9 @@ def number(
     ``none``: ``None`` is accepted too. ``noun`` and ``prefix`` word the message:
     ``number(minimum=1, noun="backoff factor")`` expects "a finite backoff factor >= 1".
     """
-    expected = (
-        f"{prefix}a {'' if infinite else 'finite '}{noun} {'>' if exclusive else '>='} {minimum:g}"
-    )
-    if infinite:
-        expected += ", or inf (no limit)"
-    if none:
-        expected += ", or None"
+    bound = f"{'>' if exclusive else '>='} {minimum:g}"
+    finite = "" if infinite else "finite "
+    expected = _or(f"{prefix}a {finite}{noun} {bound}", none=none, infinite=infinite)
 
     def check(value: Any) -> float | None:
         if value is None and none:
@@ -146,9 +142,8 @@ def number(
             result = float(value)
         except OverflowError:  # an int too large for a float
             result = math.inf
-        if math.isnan(result) or (math.isinf(result) and not infinite):
-            raise _wrong_value(expected, value)
-        if result < minimum or (exclusive and result == minimum):
+        out_of_range = result < minimum or (exclusive and result == minimum)
+        if math.isnan(result) or (math.isinf(result) and not infinite) or out_of_range:
             raise _wrong_value(expected, value)
         return result
 

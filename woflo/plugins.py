@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -212,8 +212,18 @@ class PluginSystem:
                     f"{origin}: {impl.function.__name__} is a lifecycle notification and "
                     f"cannot be a wrapper. {_how_to_disable(name)}"
                 )
-        runners = self._collect_runners(plugin, plugin_name, origin)
-        options = self._collect_options(plugin, plugin_name, origin)
+        runners = self._store(
+            self.runners,
+            self._runner_owner,
+            self._collect_runners(plugin, plugin_name, origin),
+            origin,
+        )
+        options = self._store(
+            self.options,
+            self._option_owner,
+            self._collect_options(plugin, plugin_name, origin),
+            origin,
+        )
         self.infos[plugin_name] = PluginInfo(
             name=plugin_name,
             module=getattr(plugin, "__name__", type(plugin).__module__),
@@ -305,56 +315,74 @@ class PluginSystem:
                 f"{_how_to_disable(name)}"
             ) from exc
 
-    def _collect_runners(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
+    def _contributed(self, hook: str, plugin: object, origin: str, name: str) -> Iterator[Any]:
+        """What ``plugin``'s implementations of the registration ``hook`` return, item by item."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            if impl.plugin is plugin:
+                yield from self._contributions(impl, plugin, origin, name)
+
+    @staticmethod
+    def _store(
+        target: dict[str, Any],
+        owners: dict[str, str],
+        items: Iterator[tuple[str, Any]],
+        origin: str,
+    ) -> tuple[str, ...]:
+        """Keep each ``(name, contribution)`` of ``items`` in ``target``, owned by ``origin``."""
         names = []
-        for impl in self.pm.hook.woflo_add_runners.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            for cls in self._contributions(impl, plugin, origin, name):
-                if not (isinstance(cls, type) and issubclass(cls, BaseTaskRun)) or not cls.name:
-                    self.pm.unregister(plugin)
-                    raise PluginError(
-                        f"{origin}: woflo_add_runners returned {cls!r}; expected subclasses of "
-                        f"woflo.BaseTaskRun with a non-empty `name`. {_how_to_disable(name)}"
-                    )
-                for existing_name, existing in self.runners.items():
-                    if existing_name == cls.name or existing.__name__ == cls.__name__:
-                        other = self._runner_owner[existing_name]
-                        self.pm.unregister(plugin)
-                        raise PluginError(
-                            f"runner {cls.name!r} ({cls.__module__}.{cls.__qualname__}) from "
-                            f"{origin} clashes with runner {existing_name!r} "
-                            f"({existing.__module__}.{existing.__qualname__}) from {other}; "
-                            f"{_how_to_disable(name)}"
-                        )
-                self.runners[cls.name] = cls
-                self._runner_owner[cls.name] = origin
-                names.append(cls.name)
+        for key, value in items:
+            target[key] = value
+            owners[key] = origin
+            names.append(key)
         return tuple(names)
 
-    def _collect_options(self, plugin: object, name: str, origin: str) -> tuple[str, ...]:
-        names = []
-        for impl in self.pm.hook.woflo_add_options.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            for option in self._contributions(impl, plugin, origin, name):
-                if not isinstance(option, TaskOption):
-                    self.pm.unregister(plugin)
-                    raise PluginError(
-                        f"{origin}: woflo_add_options returned {option!r}; expected "
-                        f"woflo.TaskOption instances. {_how_to_disable(name)}"
+    def _refuse(self, plugin: object, message: str, name: str) -> PluginError:
+        """Unregister ``plugin``, whose contribution is invalid: the error to raise."""
+        self.pm.unregister(plugin)
+        return PluginError(f"{message} {_how_to_disable(name)}")
+
+    def _collect_runners(
+        self, plugin: object, name: str, origin: str
+    ) -> Iterator[tuple[str, type[BaseTaskRun[Any]]]]:
+        for cls in self._contributed("woflo_add_runners", plugin, origin, name):
+            if not (isinstance(cls, type) and issubclass(cls, BaseTaskRun)) or not cls.name:
+                raise self._refuse(
+                    plugin,
+                    f"{origin}: woflo_add_runners returned {cls!r}; expected subclasses of "
+                    "woflo.BaseTaskRun with a non-empty `name`.",
+                    name,
+                )
+            for existing_name, existing in self.runners.items():
+                if existing_name == cls.name or existing.__name__ == cls.__name__:
+                    raise self._refuse(
+                        plugin,
+                        f"runner {cls.name!r} ({cls.__module__}.{cls.__qualname__}) from "
+                        f"{origin} clashes with runner {existing_name!r} "
+                        f"({existing.__module__}.{existing.__qualname__}) from "
+                        f"{self._runner_owner[existing_name]};",
+                        name,
                     )
-                if option.name in CORE_OPTIONS or option.name in self.options:
-                    other = self._option_owner.get(option.name, "woflo's core")
-                    self.pm.unregister(plugin)
-                    raise PluginError(
-                        f"task option {option.name!r} from {origin} is already declared by "
-                        f"{other}. {_how_to_disable(name)}"
-                    )
-                self.options[option.name] = option
-                self._option_owner[option.name] = origin
-                names.append(option.name)
-        return tuple(names)
+            yield cls.name, cls
+
+    def _collect_options(
+        self, plugin: object, name: str, origin: str
+    ) -> Iterator[tuple[str, TaskOption]]:
+        for option in self._contributed("woflo_add_options", plugin, origin, name):
+            if not isinstance(option, TaskOption):
+                raise self._refuse(
+                    plugin,
+                    f"{origin}: woflo_add_options returned {option!r}; expected "
+                    "woflo.TaskOption instances.",
+                    name,
+                )
+            if option.name in CORE_OPTIONS or option.name in self.options:
+                other = self._option_owner.get(option.name, "woflo's core")
+                raise self._refuse(
+                    plugin,
+                    f"task option {option.name!r} from {origin} is already declared by {other}.",
+                    name,
+                )
+            yield option.name, option
 
 
 def _disabled_from_env() -> set[str]:
