@@ -107,6 +107,15 @@ def _probed(runner: type[BaseTaskRun[Any]]) -> type[BaseTaskRun[Any]]:
     return Probed
 
 
+_NO_THREADS_AT_EXIT = sys.implementation.name == "cpython" and sys.version_info[:3] in (
+    (3, 12, 0),
+    (3, 12, 1),
+)
+"""CPython 3.12.0 and 3.12.1 refuse to start a thread once the main thread has ended (fixed in
+3.12.2), so a runner that needs a new thread for a retry cannot start it at exit there."""
+_THREAD_REFUSED = "can't create new thread at interpreter shutdown"
+
+
 def _wait_for(path: Path, what: str) -> None:
     deadline = time.monotonic() + WAIT
     while not path.exists():
@@ -177,8 +186,13 @@ class RunnerConformance:
         _wait_for(started, "the task to start")
         return run
 
-    def _assert_reports_sound(self) -> None:
-        problems = self.reports.problems()
+    def _assert_reports_sound(self, grace: float = 0.0) -> None:
+        """No breach of the reporting contract so far; with ``grace``, also none in the next
+        ``grace`` seconds (a second report of an attempt comes after the run has ended, and
+        no event says that none will come)."""
+        deadline = time.monotonic() + grace
+        while not (problems := self.reports.problems()) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert not problems, f"{self.runner!r} broke the reporting contract: {problems}"
 
     def _script(self, body: str) -> tuple[Path, dict[str, str]]:
@@ -276,11 +290,12 @@ class RunnerConformance:
         ]
         self._assert_reports_sound()
 
-    def test_every_attempt_reports_a_duration(self) -> None:
+    def test_each_attempt_is_reported_once_with_its_duration(self) -> None:
         assert self._task(add)(1, 2).get_result(timeout=WAIT) == 3
         [outcome] = self.recorder.outcomes
         assert outcome.duration > 0, f"the attempt was reported with duration {outcome.duration}"
-        self._assert_reports_sound()
+        self._assert_reports_sound(grace=0.2)
+        assert len(self.reports.finished) == 1
 
     # ---- waiting ---------------------------------------------------------------------------
 
@@ -364,7 +379,10 @@ class RunnerConformance:
     # ---- the program around the runs -------------------------------------------------------
 
     def test_the_wait_at_exit_runs_a_retry_that_falls_due(self) -> None:
-        """A program that ends while a run waits to retry: the retry runs, then it exits 0."""
+        """A program that ends while a run waits to retry: the retry runs, then it exits 0.
+
+        (On CPython 3.12.0/3.12.1, where no thread can start at exit, a runner that needs one
+        for the retry passes if the run fails saying so instead: a clear error, no hang.)"""
         _require_option("retries")
         counter, out = self.tmp / "counter", self.tmp / "out"
         script, env = self._script(
@@ -379,6 +397,8 @@ class RunnerConformance:
             ).returncode
         output = (self.tmp / "log").read_text(errors="replace")
         assert code == 0, output
+        if not out.exists() and _NO_THREADS_AT_EXIT and _THREAD_REFUSED in output:
+            return  # the retry could not start, and the run failed saying why: no hang
         assert out.exists(), f"the retry did not run before the program exited:\n{output}"
         assert out.read_text() == "2"
 
