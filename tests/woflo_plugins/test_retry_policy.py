@@ -1,4 +1,4 @@
-"""The retry policy (issue 4): options checked at decoration, the delay schedule, the policy on
+"""The retry policy: options checked at decoration, the delay schedule, the policy on
 both runners, replacing the policy from a third-party plugin, non-blocking sleeps, logging.
 
 In-process tests use ``SequentialTaskRun`` with tiny delays; the multiprocess tests only check
@@ -102,7 +102,7 @@ def ended_in_a_worker(
     return run
 
 
-# ---- 1. every option is checked at decoration time ----------------------------------------
+# ---- every option is checked at decoration time ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -197,7 +197,7 @@ def test_defaults_mean_no_retry() -> None:
     assert options["retry_if"] is None
 
 
-# ---- 2. the delay schedule (property tests) ---------------------------------------------------
+# ---- the delay schedule (property tests) ----------------------------------------------------
 
 retries_ = st.integers(min_value=1, max_value=200)
 huge_retries = st.integers(min_value=1, max_value=10**18)
@@ -305,7 +305,7 @@ def test_no_base_delay_stays_zero_whatever_the_backoff(
     assert compute_delay(retry, sleep, backoff) == 0.0
 
 
-# ---- 3. the policy, in-process (sequential) ------------------------------------------------
+# ---- the policy, in-process (sequential) ----------------------------------------------------
 
 
 def test_retries_2_makes_3_attempts_and_keeps_every_error() -> None:
@@ -494,7 +494,7 @@ def test_zero_sleep_with_backoff_stays_zero_for_many_retries(
     assert set(recorder.delays) == {0.0}
 
 
-# ---- 4. a third-party plugin replaces the policy; blocking the built-in disables it ---------
+# ---- a third-party plugin replaces the policy; blocking the built-in disables it ------------
 
 
 class NeverRetry:
@@ -597,7 +597,7 @@ def test_blocking_the_builtin_disables_retries(how: str, monkeypatch: pytest.Mon
     assert rec.delays == []
 
 
-# ---- 5. sleeps never block; stop() during a sleep ends the run at once ---------------------
+# ---- sleeps never block; stop() during a sleep ends the run at once -------------------------
 
 
 def test_a_long_retry_sleep_does_not_block_the_caller_nor_other_runs(
@@ -659,7 +659,7 @@ def test_stop_during_a_sequential_sleep_returns_the_call_promptly(signals: Signa
     assert calls == [1]  # no attempt after the stop
 
 
-# ---- 8. every retry is logged ------------------------------------------------------------------
+# ---- every retry is logged ------------------------------------------------------------------
 
 
 def test_every_retry_is_logged_with_attempt_error_and_delay(
@@ -680,7 +680,7 @@ def test_every_retry_is_logged_with_attempt_error_and_delay(
         assert r["level"] == "warning"
 
 
-# ---- 9. stop() is never retried; SystemExit from a worker only when asked -------------------
+# ---- stop() is never retried; SystemExit from a worker only when asked ----------------------
 
 
 def test_stop_while_running_is_never_retried(

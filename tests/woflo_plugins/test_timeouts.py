@@ -1,4 +1,4 @@
-"""Time limits (issue 4): ``timeout=`` per attempt and ``total_timeout=`` for the whole run.
+"""Time limits: ``timeout=`` per attempt and ``total_timeout=`` for the whole run.
 
 On the multiprocess runner an attempt past its limit is killed from outside (its worker's
 process group) and fails with ``TaskTimeout``, retried like any failure; the next attempt starts

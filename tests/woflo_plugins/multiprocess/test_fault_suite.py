@@ -1,6 +1,6 @@
-"""The fault and bad-input suite (issue 7): what the other multiprocess tests do not show yet.
+"""The fault and bad-input suite: what the other multiprocess tests do not show yet.
 
-Each of the issue's 21 cases is mapped to the tests showing it in ``docs/reliability.md``
+Each of the suite's 21 cases is mapped to the tests showing it in ``docs/reliability.md``
 (checked by the last test here). This file adds the missing ones: bad objects at every step of
 a call (pickling, unpickling, freeing), 100 MB in flight when a run is stopped or its worker
 dies, calls at interpreter exit, the user's multiprocessing start method, and a Hypothesis
@@ -97,7 +97,7 @@ from woflo.plugins import PluginSystem
 ROOT = Path(__file__).resolve().parents[3]
 
 SIZE = 100 << 20
-"""The size of the large argument and results: 100 MB, as in the issue."""
+"""The size of the large argument and results: 100 MB."""
 
 
 def assert_still_works() -> None:
