@@ -1,9 +1,11 @@
 """Fixtures shared by the whole suite.
 
-Every test gets a fresh plugin system (``plugins``), built from the ``woflo`` entry points as in
-production and installed as the process-wide one for the test's duration; tests register their
-own plugins on it, never on a global manager. ``recorder`` is a plugin that records every
-lifecycle hook call.
+Every test gets a fresh plugin system (``plugins``: woflo.testing's ``woflo_plugin_system``,
+built from the ``woflo`` entry points as in production and installed as the process-wide one for
+the test's duration, after the caller's woflo settings are cleared); tests register their own
+plugins on it, never on a global manager. ``recorder`` is woflo.testing's ``woflo_recorder``: a
+:class:`~woflo.testing.HookRecorder` registered on it, recording every lifecycle hook call.
+Unregistered recorders (for ``@task(plugins=[...])`` and the like) are plain ``HookRecorder()``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import woflo_plugins.logging
-from woflo.plugins import PluginSystem, set_plugin_system
+from woflo.plugins import PluginSystem
 from woflo.testing import HookRecorder
 
 WOFLO_ENV = ("WOFLO_DISABLE_PLUGINS", "WOFLO_LOG_LEVEL", "WOFLO_LOG_FORMAT")
@@ -30,14 +32,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def plugins(_clean_env: None) -> Iterator[PluginSystem]:
-    """A fresh plugin system loaded from the entry points, process-wide for this test only."""
-    system = PluginSystem.from_entry_points()
-    previous = set_plugin_system(system)
-    try:
-        yield system
-    finally:
-        set_plugin_system(previous)
+def plugins(_clean_env: None, woflo_plugin_system: PluginSystem) -> PluginSystem:
+    """woflo.testing's fresh plugin system, for every test, loaded once the env is clean."""
+    return woflo_plugin_system
 
 
 @pytest.fixture(autouse=True)
@@ -58,22 +55,10 @@ def structlog_reset() -> Iterator[None]:
         structlog.reset_defaults()
 
 
-Recorder = HookRecorder
-"""Records every lifecycle hook call: the recorder woflo.testing gives plugin authors."""
-
-
 @pytest.fixture
-def recorder(plugins: PluginSystem) -> Recorder:
-    """A :class:`Recorder` registered on this test's plugin system."""
-    rec = Recorder()
-    plugins.add(rec, name="recorder")
-    return rec
-
-
-@pytest.fixture
-def make_recorder() -> Callable[[], Recorder]:
-    """Make unregistered :class:`Recorder` plugins (for ``@task(plugins=[...])`` and the like)."""
-    return Recorder
+def recorder(woflo_recorder: HookRecorder) -> HookRecorder:
+    """woflo.testing's :class:`~woflo.testing.HookRecorder`, registered on ``plugins``."""
+    return woflo_recorder
 
 
 @pytest.fixture

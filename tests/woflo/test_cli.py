@@ -19,8 +19,12 @@ from woflo.plugins import PluginSystem, set_plugin_system
 BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("WOFLO_")}
+def _command(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as a command without the caller's woflo settings (plus ``env``); bounded."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("WOFLO_")}
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=clean | (env or {}), timeout=60, check=False
+    )
 
 
 def _plugins_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
@@ -151,27 +155,15 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_m_woflo_plugins() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "woflo", "plugins", "--json"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=60,
-        check=False,
-    )
+    result = _command(sys.executable, "-m", "woflo", "plugins", "--json")
     assert result.returncode == 0, result.stderr
     names = {row["name"] for row in json.loads(result.stdout)["plugins"]}
     assert names >= BUILTINS
 
 
 def test_python_m_woflo_respects_disabled_plugins() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "woflo", "plugins"],
-        capture_output=True,
-        text=True,
-        env=_env() | {"WOFLO_DISABLE_PLUGINS": "logging"},
-        timeout=60,
-        check=False,
+    result = _command(
+        sys.executable, "-m", "woflo", "plugins", env={"WOFLO_DISABLE_PLUGINS": "logging"}
     )
     assert result.returncode == 0, result.stderr
     assert "retries  [built-in]" in result.stdout
@@ -181,13 +173,6 @@ def test_python_m_woflo_respects_disabled_plugins() -> None:
 def test_the_woflo_command() -> None:
     script = Path(sysconfig.get_path("scripts")) / "woflo"
     assert script.exists(), f"the console script is not installed at {script}"
-    result = subprocess.run(
-        [str(script), "--version"],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=60,
-        check=False,
-    )
+    result = _command(str(script), "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == f"woflo {version('woflo')}"

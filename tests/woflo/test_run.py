@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,12 +18,30 @@ from woflo import BaseTaskRun, Outcome, RunState, TaskCall, WaitTimeout, hookimp
 from woflo.errors import TaskStopped, WofloError
 from woflo.plugins import PluginSystem
 from woflo.runners import SequentialTaskRun
-
-Recorder = Any  # tests/conftest.py's Recorder, reached through the fixtures
+from woflo.testing import HookRecorder
 
 
 class Boom(Exception):
     """The task's own exception type."""
+
+
+def flaky(failures: int, then: Any) -> Callable[[], Any]:
+    """A function raising ``Boom(n)`` on its first ``failures`` calls (``n``: the call's
+    number), then returning ``then``."""
+    calls: list[int] = []
+
+    def flaky() -> Any:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise Boom(len(calls))
+        return then
+
+    return flaky
+
+
+def fail() -> None:
+    """Raise ``Boom("x")``."""
+    raise Boom("x")
 
 
 class Parked(BaseTaskRun[Any]):
@@ -140,7 +159,7 @@ def test_waiting_on_an_unfinished_run_times_out(parked_run: BaseTaskRun[Any]) ->
     assert run.is_running()  # the run goes on
 
 
-def test_stop_ends_a_running_run(recorder: Recorder, parked_run: Any) -> None:
+def test_stop_ends_a_running_run(recorder: HookRecorder, parked_run: Any) -> None:
     run = parked_run
     assert run.stop() is True
     assert run.state is RunState.STOPPED
@@ -160,7 +179,7 @@ def test_stop_ends_a_running_run(recorder: Recorder, parked_run: Any) -> None:
     assert isinstance(recorder.outcomes[0].error, TaskStopped)
 
 
-def test_stop_of_a_final_run_returns_false(recorder: Recorder) -> None:
+def test_stop_of_a_final_run_returns_false(recorder: HookRecorder) -> None:
     run = task(runner=SequentialTaskRun)(lambda: 1)()
     assert run.stop() is False
     assert run.state is RunState.COMPLETED
@@ -184,17 +203,8 @@ def test_stop_from_another_thread_wakes_a_waiter(parked_run: BaseTaskRun[Any]) -
     assert parked_run.state is RunState.STOPPED
 
 
-def test_a_non_blocking_runner_is_retried_by_the_core(recorder: Recorder) -> None:
-    calls: list[int] = []
-
-    @task(runner=Threaded, retries=2, retry_sleep_time=0.01)
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise Boom(len(calls))
-        return "ok"
-
-    run = flaky()
+def test_a_non_blocking_runner_is_retried_by_the_core(recorder: HookRecorder) -> None:
+    run = task(runner=Threaded, retries=2, retry_sleep_time=0.01)(flaky(2, then="ok"))()
     assert run.get_result(timeout=10) == "ok"
     assert run.wait(timeout=10)
     assert run.attempts == 3
@@ -225,82 +235,48 @@ def test_a_runner_that_cannot_start_an_attempt_fails_the_run() -> None:
 # ---- the lifecycle hook order ---------------------------------------------------------------
 
 
-def test_hook_order_of_a_success(recorder: Recorder) -> None:
+def hook_calls(attempts: int, final: str) -> list[tuple[str, int, str]]:
+    """The ``recorder.calls`` of a run of ``attempts`` attempts, each but the last one retried,
+    that ends in the state ``final``."""
+    calls = [("run_created", 0, "pending")]
+    for attempt in range(1, attempts + 1):
+        calls += [("attempt_started", attempt, "running"), ("attempt_finished", attempt, "running")]
+        if attempt < attempts:
+            calls.append(("retry_scheduled", attempt, "awaiting_retry"))
+    calls.append(("run_finished", attempts, final))
+    return calls
+
+
+def test_hook_order_of_a_success(recorder: HookRecorder) -> None:
     run = task(runner=SequentialTaskRun)(lambda: 1)()
     assert recorder.runs == [run]
-    assert recorder.calls == [
-        ("run_created", 0, "pending"),
-        ("attempt_started", 1, "running"),
-        ("attempt_finished", 1, "running"),
-        ("run_finished", 1, "completed"),
-    ]
+    assert recorder.calls == hook_calls(attempts=1, final="completed")
     assert recorder.outcomes[0].ok
     assert recorder.outcomes[0].value == 1
     assert recorder.outcomes[0].duration >= 0
 
 
-def test_hook_order_of_a_failure(recorder: Recorder) -> None:
-    @task(runner=SequentialTaskRun)
-    def fail() -> None:
-        raise Boom("x")
-
-    fail()
-    assert recorder.calls == [
-        ("run_created", 0, "pending"),
-        ("attempt_started", 1, "running"),
-        ("attempt_finished", 1, "running"),
-        ("run_finished", 1, "failed"),
-    ]
+def test_hook_order_of_a_failure(recorder: HookRecorder) -> None:
+    task(runner=SequentialTaskRun)(fail)()
+    assert recorder.calls == hook_calls(attempts=1, final="failed")
     assert isinstance(recorder.outcomes[0].error, Boom)
     assert not recorder.outcomes[0].ok
 
 
-def test_hook_order_of_a_retried_success(recorder: Recorder) -> None:
-    attempts: list[int] = []
-
-    @task(runner=SequentialTaskRun, retries=3, retry_sleep_time=0)
-    def flaky() -> int:
-        attempts.append(1)
-        if len(attempts) < 3:
-            raise Boom(len(attempts))
-        return len(attempts)
-
-    run = flaky()
+def test_hook_order_of_a_retried_success(recorder: HookRecorder) -> None:
+    run = task(runner=SequentialTaskRun, retries=3, retry_sleep_time=0)(flaky(2, then=3))()
     assert run.get_result() == 3
-    assert recorder.calls == [
-        ("run_created", 0, "pending"),
-        ("attempt_started", 1, "running"),
-        ("attempt_finished", 1, "running"),
-        ("retry_scheduled", 1, "awaiting_retry"),
-        ("attempt_started", 2, "running"),
-        ("attempt_finished", 2, "running"),
-        ("retry_scheduled", 2, "awaiting_retry"),
-        ("attempt_started", 3, "running"),
-        ("attempt_finished", 3, "running"),
-        ("run_finished", 3, "completed"),
-    ]
+    assert recorder.calls == hook_calls(attempts=3, final="completed")
     assert recorder.delays == [0.0, 0.0]
 
 
-def test_hook_order_when_retries_run_out(recorder: Recorder) -> None:
-    @task(runner=SequentialTaskRun, retries=1)
-    def fail() -> None:
-        raise Boom("x")
-
-    fail()
-    assert recorder.calls == [
-        ("run_created", 0, "pending"),
-        ("attempt_started", 1, "running"),
-        ("attempt_finished", 1, "running"),
-        ("retry_scheduled", 1, "awaiting_retry"),
-        ("attempt_started", 2, "running"),
-        ("attempt_finished", 2, "running"),
-        ("run_finished", 2, "failed"),
-    ]
+def test_hook_order_when_retries_run_out(recorder: HookRecorder) -> None:
+    task(runner=SequentialTaskRun, retries=1)(fail)()
+    assert recorder.calls == hook_calls(attempts=2, final="failed")
 
 
-def test_per_task_plugins_see_only_their_tasks_runs(make_recorder: Any) -> None:
-    mine = make_recorder()
+def test_per_task_plugins_see_only_their_tasks_runs() -> None:
+    mine = HookRecorder()
     with_plugin = task(runner=SequentialTaskRun, plugins=[mine])(lambda: 1)
     without = task(runner=SequentialTaskRun)(lambda: 2)
     without()
@@ -340,25 +316,15 @@ class Faulty:
 def test_a_failing_hook_does_not_corrupt_the_run(
     plugins: PluginSystem,
     caplog: pytest.LogCaptureFixture,
-    make_recorder: Any,
     faulty_first: bool,
 ) -> None:
     # pluggy calls the most recently registered first: cover the faulty one on either side
-    recorder = make_recorder()
+    recorder = HookRecorder()
     pair: list[tuple[object, str]] = [(Faulty(), "faulty"), (recorder, "recorder")]
     for plugin, name in pair if not faulty_first else reversed(pair):
         plugins.add(plugin, name=name)
-    attempts: list[int] = []
-
-    @task(runner=SequentialTaskRun, retries=1)
-    def flaky() -> str:
-        attempts.append(1)
-        if len(attempts) == 1:
-            raise Boom("first")
-        return "done"
-
     with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
-        run = flaky()
+        run = task(runner=SequentialTaskRun, retries=1)(flaky(1, then="done"))()
     assert run.state is RunState.COMPLETED
     assert run.get_result() == "done"
     assert not run.is_running()
@@ -396,12 +362,8 @@ def test_a_failing_decision_hook_counts_as_no_retry(
 
     plugins.add(BadPolicy(), name="bad-policy")
 
-    @task(runner=SequentialTaskRun, retries=3)
-    def fail() -> None:
-        raise Boom("x")
-
     with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
-        run = fail()
+        run = task(runner=SequentialTaskRun, retries=3)(fail)()
     assert run.state is RunState.FAILED
     assert run.attempts == 1
     assert [str(e) for e in run.hook_errors] == ["policy broke"]
@@ -419,12 +381,8 @@ def test_a_bad_retry_delay_is_reported_and_not_retried(
 
     plugins.add(Odd(), name="odd")
 
-    @task(runner=SequentialTaskRun)
-    def fail() -> None:
-        raise Boom("x")
-
     with caplog.at_level(logging.ERROR, logger="woflo.plugins"):
-        run = fail()
+        run = task(runner=SequentialTaskRun)(fail)()
     assert run.state is RunState.FAILED
     assert run.attempts == 1
     assert len(run.hook_errors) == 1

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests._helpers import wait_for, wait_gone
 from woflo import RunState, task
 from woflo.errors import WofloError
 from woflo.testing import fail_times, runner_conformance
@@ -112,16 +113,11 @@ def test_stop_can_restart_the_worker(tmp_path: Path) -> None:
     woflo_dask.configure(restart_workers=True)
     try:
         run = task(runner="dask")(_pid_then_block)(str(started), str(tmp_path / "never"))
-        deadline = time.monotonic() + 60
-        while not started.exists() or not started.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: started.exists() and started.read_text(), 60, "the task to start")
         pid = int(started.read_text())
         assert run.stop()
         assert run.state is RunState.STOPPED
-        while _alive(pid):  # the worker process running it was restarted, so it is gone
-            assert time.monotonic() < deadline, "the worker was not restarted"
-            time.sleep(0.01)
+        wait_gone([pid], timeout=60)  # the worker running it was restarted, so it is gone
     finally:
         woflo_dask.configure(restart_workers=False)
     assert block  # imported: the gate helper exists for runners that cannot kill
@@ -136,21 +132,17 @@ def _pid_then_block(started: str, release: str) -> None:
         time.sleep(0.01)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:  # gone (the file vanishes, or reading it races the exit)
-        return False
-
-
-def test_without_distributed_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_distributed_the_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
     with pytest.raises(WofloError, match=r'pip install "woflo\[dask\]"'):
         task(runner="dask")(print)
-    from woflo._cli import _plugin_rows
+    from woflo._cli import main  # what `woflo plugins --json` prints
 
-    [row] = [row for row in _plugin_rows(None) if row["name"] == "dask"]
+    main(["plugins", "--json"])
+    rows = json.loads(capsys.readouterr().out)["plugins"]
+    [row] = [row for row in rows if row["name"] == "dask"]
     assert "distributed" in row["unavailable"]["dask"]
     # everything else works as before
     assert task(runner="sequential")(lambda: 1)().get_result() == 1

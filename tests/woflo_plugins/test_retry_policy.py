@@ -1,4 +1,4 @@
-"""The retry policy (issue 4): options checked at decoration, the delay schedule, the policy on
+"""The retry policy: options checked at decoration, the delay schedule, the policy on
 both runners, replacing the policy from a third-party plugin, non-blocking sleeps, logging.
 
 In-process tests use ``SequentialTaskRun`` with tiny delays; the multiprocess tests only check
@@ -12,7 +12,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from woflo import BaseTaskRun, Outcome, RunState, hookimpl, task
 from woflo.errors import OptionError, TaskStopped
 from woflo.plugins import PluginSystem, set_plugin_system
 from woflo.runners import SequentialTaskRun
+from woflo.testing import HookRecorder
 from woflo_plugins.retries import compute_delay
 
 WAIT = 10.0
@@ -66,6 +67,23 @@ class Signals:
         self.retry_scheduled.set()
 
 
+class InThread(threading.Thread):
+    """Calls ``fn()`` in a thread of its own, started at once; keeps what it returned or
+    raised."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(target=self._call, args=(fn,))
+        self.returned: list[Any] = []
+        self.raised: list[BaseException] = []
+        self.start()
+
+    def _call(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.returned.append(fn())
+        except BaseException as exc:
+            self.raised.append(exc)
+
+
 @pytest.fixture
 def signals(plugins: PluginSystem) -> Signals:
     plugin = Signals()
@@ -73,18 +91,18 @@ def signals(plugins: PluginSystem) -> Signals:
     return plugin
 
 
-@pytest.fixture
-def live() -> Iterator[list[BaseTaskRun[Any]]]:
-    """Runs a test starts; any still going at teardown is stopped."""
-    started: list[BaseTaskRun[Any]] = []
-    try:
-        yield started
-    finally:
-        for run in started:
-            run.stop()
+def ended_in_a_worker(
+    runs: list[BaseTaskRun[Any]], body: Callable[[], None], **options: Any
+) -> BaseTaskRun[Any]:
+    """The run of ``body`` as a task with ``options`` on the default runner (a worker
+    process), once it has ended."""
+    run = task(**options)(body)()
+    runs.append(run)
+    assert run.wait(WAIT)
+    return run
 
 
-# ---- 1. every option is checked at decoration time ----------------------------------------
+# ---- every option is checked at decoration time ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -179,7 +197,7 @@ def test_defaults_mean_no_retry() -> None:
     assert options["retry_if"] is None
 
 
-# ---- 2. the delay schedule (property tests) ---------------------------------------------------
+# ---- the delay schedule (property tests) ----------------------------------------------------
 
 retries_ = st.integers(min_value=1, max_value=200)
 huge_retries = st.integers(min_value=1, max_value=10**18)
@@ -287,7 +305,7 @@ def test_no_base_delay_stays_zero_whatever_the_backoff(
     assert compute_delay(retry, sleep, backoff) == 0.0
 
 
-# ---- 3. the policy, in-process (sequential) ------------------------------------------------
+# ---- the policy, in-process (sequential) ----------------------------------------------------
 
 
 def test_retries_2_makes_3_attempts_and_keeps_every_error() -> None:
@@ -407,14 +425,20 @@ def test_the_sleep_really_separates_attempts() -> None:
     assert times[2] - times[1] >= 0.05
 
 
-def test_keyboard_interrupt_is_never_retried(recorder: Any) -> None:
+def interrupted_calls(interrupt: type[BaseException]) -> list[int]:
+    """Call a task raising ``interrupt``, retried on any exception; it propagates to the
+    caller. Return the calls of its function."""
     calls: list[int] = []
     fn = task(runner=SequentialTaskRun, retries=3, retry_on=BaseException)(
-        failing(calls, KeyboardInterrupt)
+        failing(calls, interrupt)
     )
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(interrupt):
         fn()
-    assert calls == [1]
+    return calls
+
+
+def test_keyboard_interrupt_is_never_retried(recorder: Any) -> None:
+    assert interrupted_calls(KeyboardInterrupt) == [1]
     [run] = recorder.runs
     assert run.attempts == 1
     assert recorder.delays == []
@@ -422,13 +446,7 @@ def test_keyboard_interrupt_is_never_retried(recorder: Any) -> None:
 
 
 def test_system_exit_in_the_caller_is_never_retried(recorder: Any) -> None:
-    calls: list[int] = []
-    fn = task(runner=SequentialTaskRun, retries=3, retry_on=BaseException)(
-        failing(calls, SystemExit)
-    )
-    with pytest.raises(SystemExit):
-        fn()
-    assert calls == [1]
+    assert interrupted_calls(SystemExit) == [1]
     assert recorder.delays == []
 
 
@@ -449,28 +467,19 @@ def test_a_huge_retry_sleep_can_be_stopped_instead_of_crashing_the_call(
     """A sleep longer than a thread can wait (1e10 s) must not raise OverflowError."""
     calls: list[int] = []
     fn = task(runner=SequentialTaskRun, retries=1, retry_sleep_time=1e10)(failing(calls))
-    raised: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            raised.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
+    caller = InThread(fn)
     try:
         assert signals.retry_scheduled.wait(WAIT)
         [run] = signals.scheduled_runs
         caller.join(0.3)  # a wait it cannot perform fails at once: give it the chance to
-        assert raised == []
+        assert caller.raised == []
         assert caller.is_alive()  # still sleeping
         assert run.state is RunState.AWAITING_RETRY
         run.stop()
     finally:
         caller.join(WAIT)
     assert not caller.is_alive()
-    assert raised == []
+    assert caller.raised == []
     assert run.state is RunState.STOPPED
 
 
@@ -485,7 +494,7 @@ def test_zero_sleep_with_backoff_stays_zero_for_many_retries(
     assert set(recorder.delays) == {0.0}
 
 
-# ---- 4. a third-party plugin replaces the policy; blocking the built-in disables it ---------
+# ---- a third-party plugin replaces the policy; blocking the built-in disables it ------------
 
 
 class NeverRetry:
@@ -568,15 +577,13 @@ def test_an_installed_distribution_replaces_the_policy(
 
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
-def test_blocking_the_builtin_disables_retries(
-    how: str, monkeypatch: pytest.MonkeyPatch, make_recorder: Callable[[], Any]
-) -> None:
+def test_blocking_the_builtin_disables_retries(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if how == "argument":
         system = PluginSystem.from_entry_points(disabled=["retries"])
     else:
         monkeypatch.setenv("WOFLO_DISABLE_PLUGINS", "retries")
         system = PluginSystem.from_entry_points()
-    rec = make_recorder()
+    rec = HookRecorder()
     system.add(rec, name="recorder")
     set_plugin_system(system)
     with pytest.raises(TypeError, match="retries"):
@@ -590,11 +597,11 @@ def test_blocking_the_builtin_disables_retries(
     assert rec.delays == []
 
 
-# ---- 5. sleeps never block; stop() during a sleep ends the run at once ---------------------
+# ---- sleeps never block; stop() during a sleep ends the run at once -------------------------
 
 
 def test_a_long_retry_sleep_does_not_block_the_caller_nor_other_runs(
-    signals: Signals, live: list[BaseTaskRun[Any]]
+    signals: Signals, runs: list[BaseTaskRun[Any]]
 ) -> None:
     @task(retries=1, retry_sleep_time=30)
     def fails_then_waits() -> None:
@@ -607,7 +614,7 @@ def test_a_long_retry_sleep_does_not_block_the_caller_nor_other_runs(
     start = time.monotonic()
     run = fails_then_waits()
     returned = time.monotonic() - start
-    live.append(run)
+    runs.append(run)
     assert returned < 5  # the call never waits for the attempt, let alone the sleep
     assert signals.retry_scheduled.wait(WAIT)
     assert run.state is RunState.AWAITING_RETRY
@@ -616,7 +623,7 @@ def test_a_long_retry_sleep_does_not_block_the_caller_nor_other_runs(
     assert [type(e) for e in run.errors] == [ConnectionError]
 
     others = [add(i, 1) for i in range(3)]
-    live.extend(others)
+    runs.extend(others)
     assert [o.get_result(timeout=WAIT) for o in others] == [1, 2, 3]
     assert run.state is RunState.AWAITING_RETRY  # still sleeping, nobody was blocked
 
@@ -633,17 +640,7 @@ def test_a_long_retry_sleep_does_not_block_the_caller_nor_other_runs(
 def test_stop_during_a_sequential_sleep_returns_the_call_promptly(signals: Signals) -> None:
     calls: list[int] = []
     fn = task(runner=SequentialTaskRun, retries=1, retry_sleep_time=30)(failing(calls))
-    returned: list[BaseTaskRun[Any]] = []
-    raised: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            returned.append(fn())
-        except BaseException as exc:
-            raised.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
+    caller = InThread(fn)
     try:
         assert signals.retry_scheduled.wait(WAIT)
         [run] = signals.scheduled_runs
@@ -655,14 +652,14 @@ def test_stop_during_a_sequential_sleep_returns_the_call_promptly(signals: Signa
         caller.join(WAIT)
     assert not caller.is_alive()
     assert time.monotonic() - stopped_at < 2
-    assert raised == []
-    assert returned == [run]
+    assert caller.raised == []
+    assert caller.returned == [run]
     assert run.state is RunState.STOPPED
     assert run.attempts == 1
     assert calls == [1]  # no attempt after the stop
 
 
-# ---- 8. every retry is logged ------------------------------------------------------------------
+# ---- every retry is logged ------------------------------------------------------------------
 
 
 def test_every_retry_is_logged_with_attempt_error_and_delay(
@@ -683,11 +680,11 @@ def test_every_retry_is_logged_with_attempt_error_and_delay(
         assert r["level"] == "warning"
 
 
-# ---- 9. stop() is never retried; SystemExit from a worker only when asked -------------------
+# ---- stop() is never retried; SystemExit from a worker only when asked ----------------------
 
 
 def test_stop_while_running_is_never_retried(
-    plugins: PluginSystem, signals: Signals, tmp_path: Any, live: list[BaseTaskRun[Any]]
+    plugins: PluginSystem, signals: Signals, tmp_path: Any, runs: list[BaseTaskRun[Any]]
 ) -> None:
     asked: list[Outcome] = []
 
@@ -706,7 +703,7 @@ def test_stop_while_running_is_never_retried(
             time.sleep(0.005)
 
     run = held(release)
-    live.append(run)
+    runs.append(run)
     try:
         assert signals.started.wait(WAIT)
         assert run.stop() is True
@@ -720,17 +717,14 @@ def test_stop_while_running_is_never_retried(
 
 
 def test_system_exit_from_a_worker_is_not_retried_by_default(
-    recorder: Any, live: list[BaseTaskRun[Any]]
+    recorder: Any, runs: list[BaseTaskRun[Any]]
 ) -> None:
-    @task(retries=2)
     def exits() -> None:
         import sys
 
         sys.exit(3)
 
-    run = exits()
-    live.append(run)
-    assert run.wait(WAIT)
+    run = ended_in_a_worker(runs, exits, retries=2)
     assert run.attempts == 1
     assert run.state is RunState.FAILED
     error = run.exception()
@@ -739,31 +733,25 @@ def test_system_exit_from_a_worker_is_not_retried_by_default(
     assert recorder.delays == []
 
 
-def test_system_exit_from_a_worker_is_retried_when_named(live: list[BaseTaskRun[Any]]) -> None:
-    @task(retries=2, retry_on=SystemExit)
+def test_system_exit_from_a_worker_is_retried_when_named(runs: list[BaseTaskRun[Any]]) -> None:
     def exits() -> None:
         import sys
 
         sys.exit(3)
 
-    run = exits()
-    live.append(run)
-    assert run.wait(WAIT)
+    run = ended_in_a_worker(runs, exits, retries=2, retry_on=SystemExit)
     assert run.attempts == 3
     assert [type(e) for e in run.errors] == [SystemExit] * 3
     assert run.exception() is run.errors[-1]
 
 
 def test_keyboard_interrupt_from_a_worker_is_never_retried(
-    recorder: Any, live: list[BaseTaskRun[Any]]
+    recorder: Any, runs: list[BaseTaskRun[Any]]
 ) -> None:
-    @task(retries=2, retry_on=BaseException)
     def interrupted() -> None:
         raise KeyboardInterrupt
 
-    run = interrupted()
-    live.append(run)
-    assert run.wait(WAIT)
+    run = ended_in_a_worker(runs, interrupted, retries=2, retry_on=BaseException)
     assert run.attempts == 1
     assert isinstance(run.exception(), KeyboardInterrupt)
     assert recorder.delays == []

@@ -1,4 +1,4 @@
-"""Time limits (issue 4): ``timeout=`` per attempt and ``total_timeout=`` for the whole run.
+"""Time limits: ``timeout=`` per attempt and ``total_timeout=`` for the whole run.
 
 On the multiprocess runner an attempt past its limit is killed from outside (its worker's
 process group) and fails with ``TaskTimeout``, retried like any failure; the next attempt starts
@@ -14,16 +14,15 @@ from this test module). Each attempt leaves files in a directory: ``pid-N``, ``s
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import woflo_plugins.multiprocess as mp
-from woflo import BaseTaskRun, RunState, task
+from tests._helpers import pid_exists
+from woflo import RunState, task
 from woflo.errors import TaskTimeout, WofloError
 from woflo.runners import SequentialTaskRun
 
@@ -108,37 +107,11 @@ def read(directory: Path, kind: str, number: int) -> str:
     return (directory / f"{kind}-{number}").read_text()
 
 
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @pytest.fixture
-def live() -> Iterator[list[BaseTaskRun[Any]]]:
-    """Runs a test starts; any still going at teardown is stopped."""
-    started: list[BaseTaskRun[Any]] = []
-    try:
-        yield started
-    finally:
-        for run in started:
-            run.stop()
-
-
-@pytest.fixture
-def short_kill_grace(monkeypatch: pytest.MonkeyPatch) -> Iterator[float]:
-    """SIGKILL 0.2 s after SIGTERM; the previous grace is restored afterwards."""
-    monkeypatch.setattr(mp, "_config", dict(mp._config))
-    previous = mp._settings()["kill_grace"]
-    mp.configure(kill_grace=0.2)
-    try:
-        yield 0.2
-    finally:
-        mp.configure(kill_grace=previous)
+def short_kill_grace(configure: Callable[..., None]) -> float:
+    """SIGKILL 0.2 s after SIGTERM (on a fresh pool, reset afterwards)."""
+    configure(kill_grace=0.2)
+    return 0.2
 
 
 # ---- options are checked at decoration time ----------------------------------------------
@@ -181,9 +154,9 @@ def test_task_timeout_is_a_woflo_error_and_a_timeout_error() -> None:
 # ---- the multiprocess runner kills an attempt past its limit ------------------------------
 
 
-def test_an_attempt_past_its_timeout_is_killed(tmp_path: Path, live: list[Any]) -> None:
+def test_an_attempt_past_its_timeout_is_killed(tmp_path: Path, runs: list[Any]) -> None:
     run = task(timeout=0.3)(attempt_body())(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     assert run.duration < 0.3 + SLACK
@@ -198,22 +171,22 @@ def test_an_attempt_past_its_timeout_is_killed(tmp_path: Path, live: list[Any]) 
     assert not pid_exists(pid)  # reported only once the worker was confirmed dead
 
 
-def test_a_fast_attempt_is_not_affected_by_its_timeout(live: list[Any]) -> None:
+def test_a_fast_attempt_is_not_affected_by_its_timeout(runs: list[Any]) -> None:
     @task(timeout=5)
     def quick() -> int:
         return 7
 
     run = quick()
-    live.append(run)
+    runs.append(run)
     assert run.get_result(timeout=WAIT) == 7
     assert run.state is RunState.COMPLETED
 
 
 def test_a_task_ignoring_sigterm_still_ends_timed_out(
-    tmp_path: Path, live: list[Any], short_kill_grace: float
+    tmp_path: Path, runs: list[Any], short_kill_grace: float
 ) -> None:
     run = task(timeout=0.3)(attempt_body(ignore_sigterm=True))(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     assert isinstance(run.exception(), TaskTimeout)
@@ -222,12 +195,12 @@ def test_a_task_ignoring_sigterm_still_ends_timed_out(
 
 
 def test_each_timed_out_attempt_is_retried_after_its_worker_is_dead(
-    tmp_path: Path, live: list[Any], short_kill_grace: float
+    tmp_path: Path, runs: list[Any], short_kill_grace: float
 ) -> None:
     # ignoring SIGTERM keeps each killed worker alive for the whole grace: a retry started
     # before it is confirmed dead would see it
     run = task(retries=2, timeout=0.3)(attempt_body(ignore_sigterm=True))(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     assert run.attempts == 3
@@ -241,10 +214,10 @@ def test_each_timed_out_attempt_is_retried_after_its_worker_is_dead(
 
 
 def test_a_retry_waits_for_a_killed_worker_that_handles_sigterm(
-    tmp_path: Path, live: list[Any]
+    tmp_path: Path, runs: list[Any]
 ) -> None:
     run = task(retries=1, timeout=0.3)(attempt_body(exit_on_sigterm=True))(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.attempts == 2
     assert [type(e) for e in run.errors] == [TaskTimeout, TaskTimeout]
@@ -252,19 +225,19 @@ def test_a_retry_waits_for_a_killed_worker_that_handles_sigterm(
 
 
 def test_a_timed_out_attempt_can_be_followed_by_a_successful_one(
-    tmp_path: Path, live: list[Any]
+    tmp_path: Path, runs: list[Any]
 ) -> None:
     run = task(retries=1, timeout=0.3)(attempt_body(succeed_from=2))(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.get_result(timeout=WAIT) == 2
     assert run.state is RunState.COMPLETED
     assert [type(e) for e in run.errors] == [TaskTimeout]
     assert read(tmp_path, "prev", 2) == "dead"
 
 
-def test_retry_on_can_leave_timeouts_unretried(tmp_path: Path, live: list[Any]) -> None:
+def test_retry_on_can_leave_timeouts_unretried(tmp_path: Path, runs: list[Any]) -> None:
     run = task(retries=2, timeout=0.3, retry_on=ValueError)(attempt_body())(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     assert run.attempts == 1
@@ -272,10 +245,10 @@ def test_retry_on_can_leave_timeouts_unretried(tmp_path: Path, live: list[Any]) 
 
 
 def test_total_timeout_kills_the_attempt_when_the_budget_runs_out(
-    tmp_path: Path, live: list[Any]
+    tmp_path: Path, runs: list[Any]
 ) -> None:
     run = task(retries=5, total_timeout=0.5)(attempt_body())(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     assert isinstance(run.exception(), TaskTimeout)
@@ -285,11 +258,11 @@ def test_total_timeout_kills_the_attempt_when_the_budget_runs_out(
     assert not pid_exists(int(read(tmp_path, "pid", 1)))
 
 
-def test_no_attempt_starts_after_the_total_budget(tmp_path: Path, live: list[Any]) -> None:
+def test_no_attempt_starts_after_the_total_budget(tmp_path: Path, runs: list[Any]) -> None:
     budget = 0.8
     start = time.monotonic()
     run = task(retries=10, timeout=0.25, total_timeout=budget)(attempt_body())(str(tmp_path))
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.TIMED_OUT
     count = attempts_in(tmp_path)
@@ -301,13 +274,13 @@ def test_no_attempt_starts_after_the_total_budget(tmp_path: Path, live: list[Any
     assert run.duration < budget + SLACK
 
 
-def test_a_retry_sleep_past_the_budget_is_not_scheduled(live: list[Any]) -> None:
+def test_a_retry_sleep_past_the_budget_is_not_scheduled(runs: list[Any]) -> None:
     @task(retries=3, retry_sleep_time=5, total_timeout=1)
     def fails() -> None:
         raise ValueError("nope")
 
     run = fails()
-    live.append(run)
+    runs.append(run)
     assert run.wait(WAIT)
     assert run.state is RunState.FAILED  # ends with its last attempt's own error
     assert isinstance(run.exception(), ValueError)

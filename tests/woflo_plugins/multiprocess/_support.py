@@ -5,7 +5,8 @@ a worker loads them by reference, as it would a user's module, without importing
 
 Tasks that must be held (to observe a run while it executes) block on a *gate*: a directory
 where the task writes ``<name>.pid`` and then waits, bounded, for a ``release`` file. Every
-wait here is bounded, so a bug shows up as a failure, never as a hung test run.
+wait here is bounded, so a bug shows up as a failure, never as a hung test run. The waits,
+pid files and process checks the tests use are the suite's own, in ``tests/_helpers.py``.
 """
 
 from __future__ import annotations
@@ -21,59 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests._helpers import TIMEOUT, read_pid
 from woflo import task
-
-TIMEOUT = 20.0
-"""Bound on every wait in these tests: a hang fails the test instead of blocking the run."""
 
 HOLD = 30.0
 """Longest a held task blocks before giving up on its own (the test stops it long before)."""
 
 
 # ---- helpers for the tests (run in the test process) ----------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.005)
-
-
-def read_pid(path: Path, timeout: float = TIMEOUT) -> int:
-    """The pid a task wrote to ``path`` (written atomically), waiting for it to appear."""
-    wait_for(path.exists, timeout, f"{path.name} to be written")
-    return int(path.read_text())
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead: it runs nothing)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def wait_gone(pids: Any, timeout: float = TIMEOUT) -> None:
-    """Wait until none of ``pids`` is alive; fail naming the survivors."""
-    pids = set(pids)
-    deadline = time.monotonic() + timeout
-    while alive := {p for p in pids if pid_alive(p)}:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"processes still alive after {timeout} s: {sorted(alive)}")
-        time.sleep(0.005)
 
 
 def pool_counts() -> dict[str, int]:
@@ -104,19 +60,22 @@ def zygote_pid() -> int:
     return status.zygote_pid
 
 
-def children_of(ppid: int) -> set[int]:
-    """Pids whose parent is ``ppid`` (zombies included), read from /proc."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
-            found.add(int(entry))
-    return found
+def raised_as_its_own_type(
+    run: Any, kind: type[BaseException], line: str, match: str | None = None
+) -> Any:
+    """The exception ``run.get_result()`` raises (matching ``match``), checked to be exactly
+    ``kind``, not a stand-in, with the worker's traceback, showing ``line``, as its cause."""
+    import pytest  # (called in the test process only: workers never import pytest)
+
+    from woflo.errors import RemoteTraceback
+
+    with pytest.raises(kind, match=match) as info:
+        run.get_result(timeout=TIMEOUT)
+    error = info.value
+    assert type(error) is kind
+    assert isinstance(error.__cause__, RemoteTraceback)
+    assert line in error.__cause__.tb
+    return error
 
 
 def open_fds() -> int:
@@ -192,6 +151,17 @@ held = task(hold)
 @task(max_concurrency=1)
 def held_one_at_a_time(gate: Path, name: str) -> int:
     return hold(gate, name)
+
+
+def one_running_one_pending(gate: Gate, runs: list[Any]) -> tuple[Any, Any]:
+    """Two runs of :func:`held_one_at_a_time`, both appended to ``runs``: the first running
+    (it has started), the second called after it, waiting for the task's only slot."""
+    first = held_one_at_a_time(gate.path, "first")
+    runs.append(first)
+    gate.pid("first")
+    second = held_one_at_a_time(gate.path, "second")
+    runs.append(second)
+    return first, second
 
 
 @task

@@ -1,21 +1,17 @@
-"""Fixtures for the multiprocess runner's tests: a gate for held tasks, a fresh pool with test
-settings, and clean-up of runs a test leaves going.
+"""Fixtures for the multiprocess runner's tests: a gate for held tasks.
 
 These tests start real worker processes through the public API. The pool is process-wide and
-kept between tests (as in a program); a test that changes :func:`configure` gets a fresh pool
-and shuts it down afterwards.
+kept between tests (as in a program); ``runs`` and ``configure`` (a fresh pool with test
+settings) come from ``tests/woflo_plugins/conftest.py``.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-import woflo_plugins.multiprocess as mp
 
 # Workers import a task's module by name, like any process pool that does not fork the caller:
 # the repository root must be importable there whatever pytest's import mode is.
@@ -36,27 +32,3 @@ def gate(tmp_path: Path) -> Iterator[Gate]:
         yield the_gate
     finally:
         the_gate.release()
-
-
-@pytest.fixture
-def runs() -> Iterator[list[Any]]:
-    """Append runs here: any still going at teardown is stopped (a failed test leaves none)."""
-    started: list[Any] = []
-    try:
-        yield started
-    finally:
-        for run in started:
-            run.stop()
-
-
-@pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """``woflo_plugins.multiprocess.configure`` on a fresh pool; shut down and reset after."""
-    monkeypatch.setattr(mp, "_config", {})
-    monkeypatch.delenv(mp.MAX_WORKERS_ENV, raising=False)
-    monkeypatch.delenv(mp.IDLE_TIMEOUT_ENV, raising=False)
-    mp.shutdown()
-    try:
-        yield mp.configure
-    finally:
-        mp.shutdown()

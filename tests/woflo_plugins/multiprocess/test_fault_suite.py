@@ -1,6 +1,6 @@
-"""The fault and bad-input suite (issue 7): what the other multiprocess tests do not show yet.
+"""The fault and bad-input suite: what the other multiprocess tests do not show yet.
 
-Each of the issue's 21 cases is mapped to the tests showing it in ``docs/reliability.md``
+Each of the suite's 21 cases is mapped to the tests showing it in ``docs/reliability.md``
 (checked by the last test here). This file adds the missing ones: bad objects at every step of
 a call (pickling, unpickling, freeing), 100 MB in flight when a run is stopped or its worker
 dies, calls at interpreter exit, the user's multiprocessing start method, and a Hypothesis
@@ -43,8 +43,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests._helpers import TIMEOUT, pid_alive, read_pid, wait_for, wait_gone
 from tests.woflo_plugins.multiprocess._support import (
-    TIMEOUT,
     DiesWhenFreed,
     Gate,
     KwOnlyError,
@@ -69,21 +69,18 @@ from tests.woflo_plugins.multiprocess._support import (
     identity,
     ignore,
     large_result_after_a_log,
-    pid_alive,
     process_state,
     raise_from_a_module_only_the_worker_has,
     raise_kw_only,
     raise_value_error,
     raise_with_unpicklable_argument,
-    read_pid,
+    raised_as_its_own_type,
     return_value,
     returns_dies_when_freed,
     returns_unpicklable_by,
     rss_mb,
     run_script,
     stops_itself_after_returning,
-    wait_for,
-    wait_gone,
     worker_pids,
 )
 from woflo import RunState, hookimpl, task
@@ -100,7 +97,7 @@ from woflo.plugins import PluginSystem
 ROOT = Path(__file__).resolve().parents[3]
 
 SIZE = 100 << 20
-"""The size of the large argument and results: 100 MB, as in the issue."""
+"""The size of the large argument and results: 100 MB."""
 
 
 def assert_still_works() -> None:
@@ -402,26 +399,21 @@ def test_result_whose_pickling_kills_exits_or_raises(
 
 
 def test_exception_with_keyword_only_arguments_arrives_as_its_own_type() -> None:
-    run = raise_kw_only(5)
-    with pytest.raises(KwOnlyError) as info:
-        run.get_result(timeout=TIMEOUT)
-    error = info.value
-    assert type(error) is KwOnlyError
+    error = raised_as_its_own_type(raise_kw_only(5), KwOnlyError, "raise KwOnlyError(code=code")
     assert (error.code, error.reason) == (5, "keywords")
     assert str(error) == "code=5 reason=keywords"
-    assert isinstance(error.__cause__, RemoteTraceback)
-    assert "raise KwOnlyError(code=code" in error.__cause__.tb
 
 
 def test_exception_with_an_unpicklable_argument_arrives_as_its_own_type() -> None:
     """Its type is importable, so the caller gets it (``except ValueError`` works), with the
     message standing in for the arguments that could not travel."""
-    with pytest.raises(ValueError, match="carries a lock") as info:
-        raise_with_unpicklable_argument("carries a lock").get_result(timeout=TIMEOUT)
-    assert type(info.value) is ValueError
-    assert "lock" in str(info.value)
-    assert isinstance(info.value.__cause__, RemoteTraceback)
-    assert "raise ValueError(message, threading.Lock())" in info.value.__cause__.tb
+    error = raised_as_its_own_type(
+        raise_with_unpicklable_argument("carries a lock"),
+        ValueError,
+        "raise ValueError(message, threading.Lock())",
+        match="carries a lock",
+    )
+    assert "lock" in str(error)
 
 
 def test_exception_whose_class_the_caller_cannot_load_arrives_as_a_stand_in(

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests._helpers import TIMEOUT, read_pid, wait_for, wait_gone
 from tests.woflo_plugins.multiprocess._support import (
-    TIMEOUT,
     FrozenError,
     Gate,
     TwoArgError,
@@ -38,16 +38,15 @@ from tests.woflo_plugins.multiprocess._support import (
     identity,
     ignore,
     log_then_die,
+    one_running_one_pending,
     pool_counts,
     raise_frozen,
     raise_two_arg,
-    read_pid,
+    raised_as_its_own_type,
     returns_lock,
     returns_unloadable,
     segfault,
     sys_exit,
-    wait_for,
-    wait_gone,
 )
 from woflo import RunState, task
 from woflo.errors import ArgumentNotPicklable, RemoteTraceback, TaskCrashed, TaskStopped
@@ -106,25 +105,15 @@ def test_unpicklable_result_fails_that_run_only() -> None:
 
 
 def test_exception_with_a_custom_init_arrives_as_its_own_type() -> None:
-    with pytest.raises(TwoArgError) as info:
-        raise_two_arg(1, 2).get_result(timeout=TIMEOUT)
-    error = info.value
-    assert type(error) is TwoArgError
+    error = raised_as_its_own_type(raise_two_arg(1, 2), TwoArgError, "raise TwoArgError(a, b)")
     assert (error.a, error.b) == (1, 2)
     assert str(error) == "a=1, b=2"
-    assert isinstance(error.__cause__, RemoteTraceback)
-    assert "raise TwoArgError(a, b)" in error.__cause__.tb
 
 
 def test_frozen_dataclass_exception_arrives_as_its_own_type() -> None:
     run = raise_frozen(7)
-    with pytest.raises(FrozenError) as info:
-        run.get_result(timeout=TIMEOUT)
-    error = info.value
-    assert type(error) is FrozenError
+    error = raised_as_its_own_type(run, FrozenError, 'raise FrozenError(code, "cold")')
     assert (error.code, error.reason) == (7, "cold")
-    assert isinstance(error.__cause__, RemoteTraceback)
-    assert 'raise FrozenError(code, "cold")' in error.__cause__.tb
     assert run.state is RunState.FAILED
 
 
@@ -248,11 +237,7 @@ def test_sys_exit_is_a_task_failure_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_stop_a_pending_run(gate: Gate, runs: list[Any]) -> None:
-    first = held_one_at_a_time(gate.path, "first")
-    runs.append(first)
-    gate.pid("first")
-    second = held_one_at_a_time(gate.path, "second")
-    runs.append(second)
+    first, second = one_running_one_pending(gate, runs)
     assert second.state is RunState.PENDING
     assert second.stop() is True
     assert second.state is RunState.STOPPED

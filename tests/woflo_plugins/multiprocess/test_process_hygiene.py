@@ -18,20 +18,16 @@ from typing import Any
 import pytest
 
 import woflo_plugins.multiprocess as mp
+from tests._helpers import TIMEOUT, children_of, pid_alive, wait_for, wait_gone
 from tests.woflo_plugins.multiprocess._support import (
-    TIMEOUT,
     Gate,
-    children_of,
     getpid,
     held,
     noop,
     open_fds,
-    pid_alive,
     pool_counts,
     run_script,
     script_env,
-    wait_for,
-    wait_gone,
     zygote_pid,
 )
 from woflo import RunState

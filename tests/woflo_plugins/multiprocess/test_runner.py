@@ -12,21 +12,19 @@ from typing import Any
 
 import pytest
 
+from tests._helpers import TIMEOUT, wait_for, wait_gone
 from tests.woflo_plugins.multiprocess._support import (
-    TIMEOUT,
     Gate,
     add,
     apply,
     fail,
     getpid,
     held,
-    held_one_at_a_time,
     log_warning,
     meet,
+    one_running_one_pending,
     pool_counts,
     run_script,
-    wait_for,
-    wait_gone,
 )
 from woflo import RunState, task
 from woflo.errors import RemoteTraceback
@@ -247,11 +245,7 @@ def test_warm_worker_is_reused() -> None:
 
 
 def test_max_concurrency_keeps_runs_pending(gate: Gate, runs: list[Any]) -> None:
-    first = held_one_at_a_time(gate.path, "first")
-    runs.append(first)
-    gate.pid("first")
-    second = held_one_at_a_time(gate.path, "second")
-    runs.append(second)
+    first, second = one_running_one_pending(gate, runs)
     # Other tasks are not held back by this task's cap, and the pool had time to go wrong.
     assert add(1, 2).get_result(timeout=TIMEOUT) == 3
     assert first.state is RunState.RUNNING
