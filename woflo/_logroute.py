@@ -161,17 +161,12 @@ def pickle_record(record: logging.LogRecord, context: dict[str, Any]) -> bytes:
     return pickle.dumps(plain, PROTOCOL)
 
 
-_structlog_routed = False
-
-
 def route_structlog() -> None:
     """Send structlog events through stdlib logging (hence to the caller), unless structlog
     is configured in this process (then its configuration holds, here)."""
-    global _structlog_routed
     structlog = sys.modules.get("structlog")
-    if _structlog_routed or structlog is None or structlog.is_configured():
+    if structlog is None or structlog.is_configured():
         return
-    _structlog_routed = True
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -146,8 +146,11 @@ def _logs_and_adds(a: int, b: int) -> int:
     return a + b
 
 
-def test_run_attempt_executes_through_the_plugins_and_brings_the_logs_back() -> None:
-    """What a runner on another process does, here in one: pack, run, unpack."""
+def test_run_attempt_executes_through_the_plugins_and_brings_the_logs_back(
+    structlog_reset: None,
+) -> None:
+    """What a runner on another process does, here in one: pack, run, unpack. (Here, the
+    "other process" routes this process's structlog to the stdlib: the fixture undoes it.)"""
     import structlog  # noqa: F401  (in use in the caller: the attempt binds the run context)
 
     seen: list[logging.LogRecord] = []
@@ -181,7 +184,7 @@ def test_run_attempt_executes_through_the_plugins_and_brings_the_logs_back() -> 
     assert structured.run_id == run.run_id
 
 
-def test_run_attempt_never_raises() -> None:
+def test_run_attempt_never_raises(structlog_reset: None) -> None:
     t = task(runner="sequential")(raise_value_error)
     run = t("boom")
     attempt = remote.pack_attempt(run, TaskCall(t.name, run.run_id, 1, t.fn, ("boom",), {}))
