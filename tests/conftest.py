@@ -38,9 +38,9 @@ def plugins(_clean_env: None, woflo_plugin_system: PluginSystem) -> PluginSystem
 
 
 @pytest.fixture(autouse=True)
-def _fresh_log_emitter(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fresh_log_emitter() -> None:
     """The logging plugin caches its level and logger: give each test a new one."""
-    monkeypatch.setattr(woflo_plugins.logging, "_emitter", woflo_plugins.logging._Emitter())
+    woflo_plugins.logging.reset()
 
 
 @pytest.fixture

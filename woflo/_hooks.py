@@ -9,7 +9,6 @@ Building the plugin manager is :mod:`woflo.plugins`' business; using the answers
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from woflo._types import Outcome, TaskCall
@@ -20,13 +19,13 @@ if TYPE_CHECKING:
 
     from woflo._run import BaseTaskRun
 
-_log = logging.getLogger("woflo.plugins")
-
 
 def report_hook_error(run: BaseTaskRun[Any], where: str, error: BaseException) -> None:
     """Keep ``error`` in ``run.hook_errors`` and log it on ``woflo.plugins``; the run goes on."""
     run.hook_errors.append(error)
-    _log.error(
+    import logging  # only when a hook failed: ``import woflo`` does not import logging
+
+    logging.getLogger("woflo.plugins").error(
         "%s raised during run %s of task %r; the run goes on",
         where,
         run.run_id,

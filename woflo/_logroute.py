@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import pickle
 import sys
 import threading
@@ -57,7 +58,8 @@ def init_worker(
     Every log record of the process goes to the caller, none to this process's own handlers
     (which would print it twice): records of an attempt with it, others (threads the task
     started) with the attempt executing, or to ``emit`` (each pickled) between attempts.
-    On Linux the process is also killed when its parent dies, so it cannot outlive the caller.
+    The process ends when the process that created it dies (also through a fork server), so
+    it cannot outlive the caller.
 
     :param log_level: the root logger's level here (default: as the first attempt says).
     """
@@ -67,6 +69,13 @@ def init_worker(
     root.handlers[:] = [_CaptureHandler()]
     if log_level is not None:
         root.setLevel(log_level)
+    _die_with_creator()
+
+
+def _die_with_creator() -> None:
+    """End this process when the one that created it dies: on Linux the kernel kills it when
+    its parent dies; a process created through a fork server (multiprocessing's forkserver,
+    whose child it is) also watches its creator's sentinel."""
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
@@ -75,6 +84,19 @@ def init_worker(
             ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
         except (OSError, AttributeError):
             pass
+    multiprocessing = sys.modules.get("multiprocessing")
+    creator = multiprocessing.parent_process() if multiprocessing is not None else None
+    if creator is None or creator.pid == os.getppid() or creator.sentinel is None:
+        return
+    sentinel = creator.sentinel
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="woflo-creator-watch", daemon=True).start()
 
 
 @contextlib.contextmanager

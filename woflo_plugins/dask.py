@@ -30,9 +30,10 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from woflo import BaseTaskRun, Outcome, TaskCall, hookimpl, remote
-from woflo.errors import TaskCrashed, TaskStopped, WofloError
+from woflo.errors import OptionTypeError, TaskCrashed, TaskStopped, WofloError
+from woflo.options import boolean, check
 
-__all__ = ["DaskTaskRun", "configure", "get_client"]
+__all__ = ["DaskTaskRun", "configure", "get_client", "reset"]
 
 R = TypeVar("R")
 
@@ -66,12 +67,18 @@ def configure(
     :param restart_workers: on ``stop()`` or a timeout, restart the worker running the attempt.
     """
     global _client
+    if address is not None and not isinstance(address, str):
+        raise OptionTypeError(
+            f"address takes a scheduler address such as 'tcp://10.0.0.5:8786', not {address!r}"
+        )
+    if restart_workers is not None:
+        restart_workers = check("restart_workers", restart_workers, boolean())
     with _lock:
         if client is not None or address is not None:
             _settings.update(client=client, address=address)
             _client = None
         if restart_workers is not None:
-            _settings["restart_workers"] = bool(restart_workers)
+            _settings["restart_workers"] = restart_workers
 
 
 def get_client() -> Any:
@@ -95,7 +102,30 @@ def get_client() -> Any:
                 _client = distributed.Client(cluster, set_as_default=False)
                 _owned.extend([_client, cluster])
                 atexit.register(_close_owned)
+        _warm_callbacks(_client)
         return _client
+
+
+def _warm_callbacks(client: Any) -> None:
+    """Have Dask start the thread that runs futures' done-callbacks now: started first
+    during the wait at interpreter exit, where CPython 3.12.0 and 3.12.1 start no thread, it
+    would fail, and the runs waiting for those callbacks would never hear of their end."""
+    arrived = threading.Event()
+    try:
+        client.submit(int, pure=False).add_done_callback(lambda _future: arrived.set())
+        arrived.wait(30)
+    except Exception:  # a cluster that cannot run this cannot run tasks either: they say why
+        pass
+
+
+def reset() -> None:
+    """Forget the client and address given to :func:`configure` (the next run connects as if
+    none had been), and close the ``LocalCluster`` and client woflo started, if any."""
+    global _client
+    with _lock:
+        _settings.update(client=None, address=None, restart_workers=False)
+        _client = None
+    _close_owned()
 
 
 def _close_owned() -> None:

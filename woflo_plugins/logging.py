@@ -32,6 +32,8 @@ from typing import Any
 from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl
 from woflo.errors import TaskStopped
 
+__all__ = ["FORMAT_ENV", "LEVEL_ENV", "reset"]
+
 LEVEL_ENV = "WOFLO_LOG_LEVEL"
 FORMAT_ENV = "WOFLO_LOG_FORMAT"
 
@@ -127,6 +129,14 @@ def _keep(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> Mutab
 
 
 _emitter = _Emitter()
+
+
+def reset() -> None:
+    """Forget the level, format and logger read so far: the next event reads
+    ``WOFLO_LOG_LEVEL`` and ``WOFLO_LOG_FORMAT`` again (for a program, or a test, that
+    changes them)."""
+    global _emitter
+    _emitter = _Emitter()
 
 
 def _fields(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any]:

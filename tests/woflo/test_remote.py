@@ -210,7 +210,7 @@ def test_a_bad_environment_variable_fails_the_call_naming_it(
     import woflo_plugins.multiprocess as mp
     from woflo.errors import OptionValueError
 
-    mp.shutdown()
+    mp.reset()
     try:
         for value in ("0", "-1", "abc", "1.5"):
             monkeypatch.setenv("WOFLO_MAX_WORKERS", value)
@@ -225,17 +225,16 @@ def test_a_bad_environment_variable_fails_the_call_naming_it(
         assert run.get_result(timeout=30) == 3
         assert run.state is RunState.COMPLETED
     finally:
-        mp.shutdown()
+        mp.reset()
 
 
 def test_an_infinite_pool_setting_means_no_limit() -> None:
     import woflo_plugins.multiprocess as mp
 
-    mp.shutdown()
+    mp.reset()
     try:
         mp.configure(idle_timeout=float("inf"), kill_grace=float("inf"))
         assert task(add)(2, 2).get_result(timeout=30) == 4
         assert task(add)(3, 3).get_result(timeout=30) == 6
     finally:
-        mp.configure(idle_timeout=60.0, kill_grace=0.3)
-        mp.shutdown()
+        mp.reset()

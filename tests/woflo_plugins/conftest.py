@@ -29,11 +29,10 @@ def runs() -> Iterator[list[Any]]:
 @pytest.fixture
 def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     """``woflo_plugins.multiprocess.configure`` on a fresh pool; shut down and reset after."""
-    monkeypatch.setattr(mp, "_config", {})  # no public way to go back to the defaults
     monkeypatch.delenv(mp.MAX_WORKERS_ENV, raising=False)
     monkeypatch.delenv(mp.IDLE_TIMEOUT_ENV, raising=False)
-    mp.shutdown()
+    mp.reset()
     try:
         yield mp.configure
     finally:
-        mp.shutdown()
+        mp.reset()

@@ -41,8 +41,7 @@ def cluster() -> Iterator[Any]:
     ):
         woflo_dask.configure(client=client)
         yield client
-    woflo_dask.configure(client=None, address=None)
-    woflo_dask._client = None
+    woflo_dask.reset()
 
 
 TestDaskConformance = runner_conformance(DaskTaskRun)

@@ -39,6 +39,7 @@ __all__ = [
     "PoolStatus",
     "WorkerStatus",
     "configure",
+    "reset",
     "shutdown",
     "status",
 ]
@@ -102,6 +103,14 @@ def configure(
         if _the_pool is not None:
             for name, value in changes.items():
                 setattr(_the_pool, name, value)
+
+
+def reset() -> None:
+    """Forget every :func:`configure` setting (back to the environment's and the defaults)
+    and shut the pool down; the next call starts a pool with those settings."""
+    with _pool_lock:
+        _config.clear()
+    shutdown()
 
 
 def shutdown() -> None:
