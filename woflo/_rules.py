@@ -3,12 +3,15 @@ retried, what a wait's timeout means, and run ids."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
+from collections.abc import Iterator
 
 from woflo._types import Outcome, RunState
 from woflo.errors import (
+    CalledDuringImport,
     OptionTypeError,
     OptionValueError,
     RemoteTraceback,
@@ -72,3 +75,30 @@ def _reseed_run_ids() -> None:
 
 
 os.register_at_fork(after_in_child=_reseed_run_ids)
+
+
+_loading = threading.local()
+
+
+@contextlib.contextmanager
+def loading_call(task_name: str) -> Iterator[None]:
+    """Mark this thread as unpickling a call of ``task_name`` (in a worker): a module imported
+    meanwhile must not start runs of its own (its top-level task calls would recurse)."""
+    previous = getattr(_loading, "task", None)
+    _loading.task = task_name
+    try:
+        yield
+    finally:
+        _loading.task = previous
+
+
+def check_not_loading(task_name: str) -> None:
+    """Refuse a task call made while a worker imports a module to run another task."""
+    loading = getattr(_loading, "task", None)
+    if loading is not None:
+        raise CalledDuringImport(
+            f"task {task_name!r} was called while this worker process imported the module of "
+            f"task {loading!r} to run it: that module calls tasks at its top level, and every "
+            "worker would call them again. Guard those calls with "
+            "'if __name__ == \"__main__\":' (or move the tasks to a module without them)"
+        )

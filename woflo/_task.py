@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from woflo._rules import check_not_loading
 from woflo._run import BaseTaskRun, start_run
 from woflo._types import CORE_OPTIONS
 from woflo.errors import OptionTypeError, OptionValueError, UnknownRunner
@@ -83,6 +84,7 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> BaseTaskRun[R]:
         """Start a run of the task with these arguments and return it."""
+        check_not_loading(self.name)
         return start_run(self.runner(self, args, kwargs))
 
     def with_options(self, **changes: Any) -> Task[P, R]:

@@ -10,6 +10,7 @@
     ├── UnknownRunner          also a LookupError (and a ValueError): no runner by that name
     ├── ArgumentNotPicklable   also a TypeError: an argument cannot reach the worker
     ├── InterpreterExiting     also a RuntimeError: a run cannot start any more
+    ├── CalledDuringImport     also a RuntimeError: a worker's import called a task
     ├── PoolBroken             the worker pool cannot go on (its zygote died, a thread died)
     ├── WaitTimeout            also a TimeoutError: get_result(timeout=...) ran out of time
     ├── RemoteTaskError        stands in for a task exception that cannot be re-created here
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArgumentNotPicklable",
+    "CalledDuringImport",
     "InterpreterExiting",
     "OptionError",
     "OptionTypeError",
@@ -88,6 +90,12 @@ class ArgumentNotPicklable(WofloError, TypeError):
 
 class InterpreterExiting(WofloError, RuntimeError):
     """A run cannot start: the interpreter is exiting (a task called from an atexit handler)."""
+
+
+class CalledDuringImport(WofloError, RuntimeError):
+    """A task was called while a worker imported a module to run another task: the module calls
+    tasks at its top level (a script without an ``if __name__ == "__main__":`` guard, imported
+    by another). Refused, as ``multiprocessing`` refuses it, so that no worker recurses."""
 
 
 class PoolBroken(WofloError):

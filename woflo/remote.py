@@ -56,6 +56,7 @@ from woflo._pickling import (
     dumps_for_worker,
     load_exception,
 )
+from woflo._rules import loading_call
 from woflo._types import Outcome, TaskCall
 from woflo.errors import TaskCrashed, TaskStopped
 
@@ -308,7 +309,8 @@ def pack_outcome(outcome: Outcome, task_name: str) -> tuple[bool, bytes, float]:
 def load_part(blob: bytes | memoryview, what: str, task_name: str) -> Any:
     """Unpickle ``what`` ("the task", "the arguments") of a call; an error says where."""
     try:
-        return loads(blob)
+        with loading_call(task_name):
+            return loads(blob)
     except BaseException as exc:
         exc.add_note(
             f"(raised while unpickling {what} of task {task_name!r} in the worker process)"

@@ -37,6 +37,7 @@ __all__ = ["FORMAT_ENV", "LEVEL_ENV", "reset"]
 LEVEL_ENV = "WOFLO_LOG_LEVEL"
 FORMAT_ENV = "WOFLO_LOG_FORMAT"
 
+_FORMATS = ("console", "json")
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _FINAL_EVENTS: dict[RunState, tuple[str, str]] = {
     RunState.COMPLETED: ("info", "task.completed"),
@@ -91,7 +92,14 @@ class _Emitter:
     def _build(self) -> Any:
         import structlog
 
-        json = os.environ.get(FORMAT_ENV, "console").strip().lower() == "json"
+        name = os.environ.get(FORMAT_ENV, "console").strip().lower() or "console"
+        if name not in _FORMATS:
+            print(
+                f"woflo: {FORMAT_ENV}={name!r} is not a format ({', '.join(_FORMATS)}); "
+                "using console",
+                file=sys.stderr,
+            )
+        json = name == "json"
         renderer: Any = (
             structlog.processors.JSONRenderer()
             if json

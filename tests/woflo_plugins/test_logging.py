@@ -95,6 +95,16 @@ def test_a_bad_level_warns_and_falls_back_to_warning(
     assert "task.retrying" in err
 
 
+def test_a_bad_format_warns_and_falls_back_to_console(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WOFLO_LOG_FORMAT", "xml")
+    task(runner=SequentialTaskRun, retries=1)(_fails_once())()
+    err = capfd.readouterr().err
+    assert "WOFLO_LOG_FORMAT='xml' is not a format (console, json); using console" in err
+    assert "[warning  ] task.retrying" in err  # the console format
+
+
 def test_json_lines(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WOFLO_LOG_FORMAT", "json")
     monkeypatch.setenv("WOFLO_LOG_LEVEL", "info")

@@ -54,11 +54,8 @@ class ZygoteLink:
         return self.process.pid
 
     def spawn(self, token: bytes, theirs: socket.socket) -> None:
-        """Ask for a worker known by ``token``, talking on ``theirs`` (closed here)."""
-        try:
-            socket.send_fds(self.socket, [SPAWN.pack(b"S", token)], [theirs.fileno()])
-        finally:
-            theirs.close()
+        """Ask for a worker known by ``token``, talking on ``theirs`` (the caller closes it)."""
+        socket.send_fds(self.socket, [SPAWN.pack(b"S", token)], [theirs.fileno()])
 
     def read(self) -> tuple[bytes, bytes, int] | None:
         """One report: ``(b"P", token, pid)`` a worker is up, ``(b"X", pid bytes, exitcode)``

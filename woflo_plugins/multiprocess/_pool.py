@@ -224,12 +224,16 @@ class Pool:
                 now = time.monotonic()
                 if self._schedule.pending:  # at every turn: no spawn deadline passes unchecked
                     self._schedule.plan_spawns(now)
-                spawns, self._spawn_queue = self._spawn_queue, []
                 timeout = self._schedule.next_deadline(now, self.idle_timeout)
+                spawns, self._spawn_queue = self._spawn_queue, []
             if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
                 timeout = _LONGEST_WAIT
-            for token, theirs in spawns:
-                zygote.spawn(token, theirs)
+            try:
+                for token, theirs in spawns:
+                    zygote.spawn(token, theirs)
+            finally:
+                for _token, theirs in spawns:
+                    theirs.close()  # sent (or never to be): ours alone hold the worker's end
             for key, _events in self._selector.select(timeout):
                 if key.data is None:
                     _drain(self._wake_r)

@@ -1,0 +1,206 @@
+"""What production programs do to a process pool: many open files, infinite settings, a broken
+watcher, shutdown() under retries, a fork of the caller, bad environment variables."""
+
+from __future__ import annotations
+
+import os
+import resource
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import woflo_plugins.multiprocess as mp
+from tests._helpers import TIMEOUT, wait_for
+from tests.woflo_plugins.multiprocess._support import Gate, add, held, run_script
+from woflo import RunState, task
+from woflo.errors import OptionValueError, PoolBroken, TaskStopped
+
+
+def test_a_program_with_thousands_of_open_files_runs_tasks(configure: Any) -> None:
+    """No select() anywhere: descriptors above 1024 are fine for the pool and its zygote."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1500
+    if hard != resource.RLIM_INFINITY and hard < wanted + 100:
+        pytest.skip(f"the hard limit on open files here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted + 100, hard))
+    files = []
+    try:
+        while len(files) < wanted:
+            files.append(os.open(os.devnull, os.O_RDONLY))
+        assert max(files) > 1024
+        runs = [add(i, 1) for i in range(20)]  # a new pool: its sockets are above 1024 too
+        assert [run.get_result(timeout=TIMEOUT) for run in runs] == list(range(1, 21))
+    finally:
+        for fd in files:
+            os.close(fd)
+        mp.reset()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize(
+    "setting", [{"idle_timeout": float("inf")}, {"kill_grace": float("inf")}], ids=str
+)
+def test_an_infinite_setting_means_no_limit(configure: Any, setting: dict[str, float]) -> None:
+    configure(**setting)
+    assert add(1, 2).get_result(timeout=TIMEOUT) == 3
+    assert add(2, 2).get_result(timeout=TIMEOUT) == 4  # the watcher is alive and well
+
+
+def test_infinite_settings_from_the_environment(
+    configure: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(mp.IDLE_TIMEOUT_ENV, "inf")
+    mp.reset()
+    assert add(1, 1).get_result(timeout=TIMEOUT) == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "1.5", "nan"])
+def test_a_bad_max_workers_in_the_environment_fails_the_call_naming_it(
+    configure: Any, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(mp.MAX_WORKERS_ENV, value)
+    mp.reset()
+    with pytest.raises(OptionValueError, match=rf"WOFLO_MAX_WORKERS='{value}'.*whole number"):
+        add(1, 1)
+
+
+def test_a_dead_watcher_fails_its_runs_with_pool_broken_and_the_next_call_works(
+    configure: Any, gate: Gate, runs: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from woflo_plugins.multiprocess import _schedule
+
+    run = held(gate.path, "held")
+    runs.append(run)
+    gate.pid("held")
+
+    def broken(self: Any, now: float, idle_timeout: float) -> float:
+        raise OverflowError("timeout value is too large")
+
+    monkeypatch.setattr(_schedule.Schedule, "next_deadline", broken)
+    add(1, 1)  # wakes the watcher, which now fails
+    assert run.wait(TIMEOUT)
+    assert run.state is RunState.FAILED
+    error = run.exception()
+    assert isinstance(error, PoolBroken)
+    assert "watcher thread failed" in str(error)
+    assert "OverflowError" in str(error)
+    monkeypatch.undo()
+    assert add(2, 3).get_result(timeout=TIMEOUT) == 5  # a fresh pool
+
+
+def test_shutdown_stops_runs_with_retries_too(configure: Any, gate: Gate) -> None:
+    """A stop is never retried: shutdown() ends every run stopped, retries or not."""
+    patient = task(retries=3, retry_sleep_time=0)(held.fn)
+    run = patient(gate.path, "patient")
+    gate.pid("patient")
+    mp.shutdown()
+    assert run.wait(TIMEOUT)
+    assert run.state is RunState.STOPPED
+    assert run.attempts == 1
+    assert isinstance(run.exception(), TaskStopped)
+
+
+def test_a_forked_child_of_the_caller_does_not_wait_for_its_parents_runs(tmp_path: Path) -> None:
+    script = tmp_path / "fork.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, sys, time
+            from woflo import task
+
+            @task
+            def nap(seconds):
+                time.sleep(seconds)
+                return seconds
+
+            run = nap(1.0)
+            pid = os.fork()
+            if pid == 0:  # the child ends its program at once: nothing of its own runs
+                start = time.monotonic()
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status), flush=True)
+            print("parent", run.get_result(), flush=True)
+            """
+        )
+    )
+    result = run_script(script, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "0", "parent", "1.0"]
+
+
+def test_the_pool_waits_for_its_runs_after_a_forked_child_exits(tmp_path: Path) -> None:
+    """The parent's runs and timers are its own: the child's exit does not touch them."""
+    script = tmp_path / "fork_retry.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from woflo import task
+            from woflo.testing import fail_once_then_record
+
+            t = task(retries=1, retry_sleep_time=0.3)(fail_once_then_record)
+            t({str(tmp_path / "counter")!r}, {str(tmp_path / "out")!r})
+            if os.fork() == 0:
+                os._exit(0)
+            """
+        )
+    )
+    result = run_script(script, timeout=20)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: (tmp_path / "out").exists(), timeout=5, what="the retry's result")
+    assert (tmp_path / "out").read_text() == "2"
+
+
+def test_importing_a_guardless_script_does_not_recurse_in_workers(tmp_path: Path) -> None:
+    """``a.py`` calls its task at top level (allowed in a script); ``b.py`` imports it and calls
+    the task too. The worker that imports ``a`` to run it must not run ``a``'s top-level calls:
+    it refuses them at once, and the run fails saying why, instead of every worker starting
+    pools of its own."""
+    (tmp_path / "a.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from woflo import task
+
+            @task
+            def work(x):
+                return x * 2
+
+            print("a top level in", os.getpid(), os.getppid(), flush=True)
+            work(1)
+            """
+        )
+    )
+    (tmp_path / "b.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from woflo.errors import CalledDuringImport
+            import a
+
+            run = a.work(21)
+            try:
+                run.get_result(timeout=30)
+            except CalledDuringImport as exc:
+                print("refused:", exc)
+            print("b done in", os.getpid(), flush=True)
+            """
+        )
+    )
+    result = run_script(tmp_path / "b.py", env={"PYTHONPATH": str(tmp_path)}, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    caller = lines[-1].split()[-1]
+    tops = [line.split()[-2:] for line in lines if line.startswith("a top level")]
+    assert tops[0][0] == caller
+    # Workers import ``a`` (its print runs), and refuse its task call: every one of them is a
+    # worker of the caller's own pool (one zygote), none of a pool a worker started.
+    zygotes = {parent for pid, parent in tops[1:]}
+    assert len(zygotes) <= 1, tops
+    assert caller not in zygotes
+    [refused] = [line for line in lines if line.startswith("refused:")]
+    assert "task 'work' was called while this worker process imported the module" in refused
+    assert "__main__" in refused
