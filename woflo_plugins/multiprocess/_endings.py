@@ -4,8 +4,9 @@ reporting it to the run (once) through the core's public runner interface."""
 from __future__ import annotations
 
 import signal
+from typing import Any
 
-from woflo import Outcome, remote
+from woflo import Outcome, TaskCall, remote
 from woflo.errors import TaskCrashed, TaskStopped
 from woflo_plugins.multiprocess._schedule import Job
 
@@ -51,14 +52,22 @@ def crashed(job: Job, pid: int, exitcode: int) -> TaskCrashed:
     )
 
 
-def report(job: Job, outcome: Outcome) -> None:
-    """Report the end of ``job``'s attempt to its run, once. The job then lets go of the run
-    and of the arguments' pickle: the run refers to the job, and that cycle would keep them (a
-    100 MB argument, twice) alive after the caller dropped the run, until the gc ran."""
+def detach(job: Job) -> tuple[Any, TaskCall]:
+    """The run and call of ``job``, whose attempt is over, once (then ``None`` for the run).
+
+    The job lets go of the run and of the arguments' pickle: the run refers to the job, and
+    that cycle would keep them (a 100 MB argument, twice) alive after the caller dropped the
+    run, until the gc ran."""
     run, job.run = job.run, None
     job.args_blob = b""
+    return run, job.call
+
+
+def report(job: Job, outcome: Outcome) -> None:
+    """Report the end of ``job``'s attempt to its run, here and now, once."""
+    run, call = detach(job)
     if run is not None:
-        run.report_finished(job.call, outcome)
+        run.report_finished(call, outcome)
 
 
 def _signal_name(signum: int) -> str:

@@ -80,3 +80,22 @@ class ZygoteLink:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def killpg(pid: int, sig: int) -> None:
+    """Signal the process group ``pid`` leads, if it is still there."""
+    if pid <= 0:
+        return
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking pipe empty (the watcher's wake-up pipe)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass

@@ -35,7 +35,8 @@ from woflo import Outcome, TaskCall, remote
 from woflo.errors import PoolBroken, TaskStopped
 from woflo_plugins.multiprocess import _endings, _wire
 from woflo_plugins.multiprocess._channel import Channel
-from woflo_plugins.multiprocess._link import ZygoteLink
+from woflo_plugins.multiprocess._deliver import Deliveries, emit_log
+from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
 
 __all__ = ["Pool", "PoolBroken"]
@@ -60,6 +61,7 @@ class Pool:
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()  # the watcher's: registered once each
         self._zygote: ZygoteLink | None = None
+        self._deliveries = Deliveries(on_backlog=self._wake)
         self._thread = threading.Thread(target=self._watch, name="woflo-multiprocess", daemon=True)
         self._thread.start()
 
@@ -104,7 +106,7 @@ class Pool:
             if wake:
                 self._wake()
         else:
-            self._start(worker, job)
+            self._start(worker, job, watcher=False)
 
     def kill(self, job: Job, call: TaskCall) -> None:
         """Stop ``call``: drop it if pending, else kill its worker's process group.
@@ -128,11 +130,11 @@ class Pool:
         if pending:
             _endings.report(job, Outcome(error=_endings.stopped(job)))
             return
-        _killpg(worker.pid, signal.SIGTERM)
+        killpg(worker.pid, signal.SIGTERM)
         # A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
         # continued; the SIGKILL after the grace would not come while the watcher is blocked
         # handing that worker a large job.
-        _killpg(worker.pid, signal.SIGCONT)
+        killpg(worker.pid, signal.SIGCONT)
         self._wake()
 
     def counts(self) -> dict[str, int]:
@@ -169,6 +171,7 @@ class Pool:
         self._wake()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
+        self._deliveries.close(timeout=10)  # every run is final when this returns
 
     def _new_worker(self) -> Worker:
         """A worker to start: its socket pair, one end queued for the zygote (under the lock)."""
@@ -179,8 +182,14 @@ class Pool:
 
     # ---- the watcher thread -----------------------------------------------------------------
 
-    def _start(self, worker: Worker, job: Job) -> None:
-        job.run.report_started(job.call)
+    def _start(self, worker: Worker, job: Job, *, watcher: bool = True) -> None:
+        """Hand ``job`` to ``worker``; the start is reported in the caller's thread when the
+        caller hands it over, else off the watcher thread (hooks are user code)."""
+        run, call = job.run, job.call
+        if not watcher:
+            run.report_started(call)
+        elif run is not None:
+            self._deliveries.submit(call.run_id, lambda: run.report_started(call))
         entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)
@@ -189,6 +198,12 @@ class Pool:
             worker.conn.send_bytes(_wire.pack_job(entry.token, meta, task_blob, job.args_blob))
         except OSError:
             pass  # the worker died; its exit report ends the attempt
+
+    def _report(self, job: Job, outcome: Outcome) -> None:
+        """Report the end of ``job``'s attempt to its run, off the watcher thread."""
+        run, call = _endings.detach(job)
+        if run is not None:
+            self._deliveries.submit(call.run_id, lambda: run.report_finished(call, outcome))
 
     def _wake(self) -> None:
         try:
@@ -226,6 +241,9 @@ class Pool:
                     self._schedule.plan_spawns(now)
                 timeout = self._schedule.next_deadline(now, self.idle_timeout)
                 spawns, self._spawn_queue = self._spawn_queue, []
+            held_up = self._deliveries.check(now)  # user code holding the reports up?
+            if held_up is not None and (timeout is None or held_up < timeout):
+                timeout = held_up
             if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
                 timeout = _LONGEST_WAIT
             try:
@@ -236,7 +254,7 @@ class Pool:
                     theirs.close()  # sent (or never to be): ours alone hold the worker's end
             for key, _events in self._selector.select(timeout):
                 if key.data is None:
-                    _drain(self._wake_r)
+                    drain(self._wake_r)
                 elif key.data is zygote:
                     if not self._read_zygote(zygote):
                         return PoolBroken("the worker pool's zygote process died")
@@ -284,14 +302,16 @@ class Pool:
         try:
             kind, duration, blob = _wire.unpack_reply(worker.conn.recv_bytes())
             if kind == b"l":
-                remote.emit_record(blob)
+                record = remote.loads(blob)  # a record that does not unpickle is the worker's
+                key = worker.job.call.run_id if worker.job is not None else worker.token
+                self._deliveries.submit(key, lambda: emit_log(record))
                 return
         except (EOFError, OSError):
             self._unwatch(worker)  # its exit report from the zygote follows
             return
         except BaseException as exc:  # a frame that does not unpickle: treat as a crash
             self._unwatch(worker)
-            _killpg(worker.pid, signal.SIGKILL)
+            killpg(worker.pid, signal.SIGKILL)
             _report_internal(exc, "unreadable message from a worker; the worker is killed")
             return
         self._finish(worker, kind, duration, blob)
@@ -325,7 +345,7 @@ class Pool:
         if following is not None and early:
             self._start(worker, following)
         try:
-            _endings.report(job, outcome)
+            self._report(job, outcome)
         finally:
             if following is not None and not early:
                 self._start(worker, following)
@@ -356,7 +376,7 @@ class Pool:
         if job is None:
             return
         error = _endings.stopped(job) if job.killed else _endings.crashed(job, pid, exitcode)
-        _endings.report(job, Outcome(error=error))
+        self._report(job, Outcome(error=error))
 
     def _on_time(self, now: float) -> None:
         retire: list[Worker] = []
@@ -375,7 +395,7 @@ class Pool:
             if schedule.pending:
                 schedule.plan_spawns(now, watcher=True)
         for worker in escalate:
-            _killpg(worker.pid, signal.SIGKILL)
+            killpg(worker.pid, signal.SIGKILL)
         for worker in retire:
             self._unwatch(worker)
             worker.conn.close()  # end of file: the worker exits on its own
@@ -397,7 +417,7 @@ class Pool:
                 theirs.close()
             self._spawn_queue.clear()
         for worker in workers:
-            _killpg(worker.pid, signal.SIGKILL)
+            killpg(worker.pid, signal.SIGKILL)
             if worker.job is not None:
                 jobs.append(worker.job)
             worker.conn.close()
@@ -409,29 +429,13 @@ class Pool:
         os.close(self._wake_r)
         os.close(self._wake_w)
         for job in jobs:
-            _endings.report(job, Outcome(error=error))
+            self._report(job, Outcome(error=error))
+        self._deliveries.close()
 
 
 def _frame_size(job: Job) -> int:
     """An upper bound of the size of the frame that hands ``job`` to a worker."""
     return len(job.args_blob) + len(job.entry.blob) + 4 * len(job.call.task_name) + 256
-
-
-def _killpg(pid: int, sig: int) -> None:
-    if pid <= 0:
-        return
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except (BlockingIOError, OSError):
-        pass
 
 
 def _report_internal(error: BaseException, what: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 import woflo_plugins.multiprocess as mp
 from tests._helpers import TIMEOUT, wait_for
-from tests.woflo_plugins.multiprocess._support import Gate, add, held, run_script
+from tests.woflo_plugins.multiprocess._support import Gate, add, fail, held, run_script
 from woflo import RunState, task
 from woflo.errors import OptionValueError, PoolBroken, TaskStopped
 
@@ -204,3 +204,89 @@ def test_importing_a_guardless_script_does_not_recurse_in_workers(tmp_path: Path
     [refused] = [line for line in lines if line.startswith("refused:")]
     assert "task 'work' was called while this worker process imported the module" in refused
     assert "__main__" in refused
+
+
+# ---- user code in the caller -----------------------------------------------------------------
+
+
+_WAITED_FOR: dict[str, Any] = {}  # the run the predicate below waits for (caller side only)
+
+
+def _when_the_other_is_done(error: BaseException, attempt: int) -> bool:
+    """A ``retry_if`` predicate (importable, so the task pickles) that blocks on a run."""
+    _WAITED_FOR.setdefault("asked", []).append(attempt)
+    return isinstance(_WAITED_FOR["other"].get_result(timeout=TIMEOUT), int)
+
+
+def test_a_retry_predicate_that_waits_for_another_run_does_not_deadlock(
+    configure: Any, gate: Gate, runs: list[Any]
+) -> None:
+    """The predicate runs off the thread that delivers results, so the run it waits for can
+    still be delivered."""
+    other = held(gate.path, "other")
+    runs.append(other)
+    gate.pid("other")
+    _WAITED_FOR.clear()
+    _WAITED_FOR["other"] = other
+    run = task(retries=1, retry_if=_when_the_other_is_done)(fail.fn)("no")
+    runs.append(run)
+    wait_for(lambda: _WAITED_FOR.get("asked"), what="the predicate to be asked")
+    gate.release()
+    assert run.wait(TIMEOUT)
+    assert (run.state, run.attempts, _WAITED_FOR["asked"]) == (RunState.FAILED, 2, [1])
+    assert other.state is RunState.COMPLETED
+
+
+def test_a_slow_hook_does_not_hold_up_other_runs(
+    configure: Any, plugins: Any, runs: list[Any]
+) -> None:
+    import threading
+
+    from woflo import hookimpl
+
+    slow_one = threading.Event()
+    go_on = threading.Event()
+
+    class Slow:
+        @hookimpl
+        def woflo_attempt_finished(self, run: Any) -> None:
+            if run.task.name == "slow":
+                slow_one.set()
+                go_on.wait(TIMEOUT)
+
+    plugins.add(Slow(), name="slow-hook")
+    try:
+        slow = task(name="slow")(add.fn)(1, 1)
+        runs.append(slow)
+        assert slow_one.wait(TIMEOUT)
+        fast = [add(i, i) for i in range(5)]
+        assert [r.get_result(timeout=TIMEOUT) for r in fast] == [0, 2, 4, 6, 8]
+        assert slow.is_running()  # still in its hook
+    finally:
+        go_on.set()
+    assert slow.get_result(timeout=TIMEOUT) == 2
+
+
+def test_a_logging_handler_that_raises_neither_kills_the_worker_nor_fails_the_run(
+    configure: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from tests.woflo_plugins.multiprocess._support import log_warning
+
+    class Broken(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("the log server is down")
+
+    logger = logging.getLogger("acme.broken")
+    handler = Broken()
+    logger.addHandler(handler)
+    try:
+        run = log_warning("acme.broken", "hello")
+        pid = run.get_result(timeout=TIMEOUT)
+        again = log_warning("acme.broken", "again")
+        assert again.get_result(timeout=TIMEOUT) == pid  # the same worker: nothing killed it
+    finally:
+        logger.removeHandler(handler)
+    assert run.state is RunState.COMPLETED
+    assert "the log server is down" in capfd.readouterr().err
