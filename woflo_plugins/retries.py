@@ -2,11 +2,11 @@
 
 ``@task(retries=2, retry_sleep_time=5)`` makes 3 attempts in all, 5 s apart. The options::
 
-    retries           attempts after the first that fails (default 0: no retry)
+    retries           attempts after the first that fails (default 0: no retry; inf: no end)
     retry_sleep_time  seconds between attempts, or a schedule [1, 2, 4] (the last value
                       repeats); the base delay when retry_backoff is set (default 0)
     retry_backoff     multiply the delay by this after each retry: 1, 2, 4, ... (default 1)
-    retry_max_sleep   never wait longer than this many seconds (default: no cap)
+    retry_max_sleep   never wait longer than this many seconds (default None or inf: no cap)
     retry_jitter      add up to this many seconds at random to each delay (default 0)
     retry_on          an exception type, or a tuple of them, to retry (default Exception)
     retry_if          a predicate ``(error, attempt) -> bool``; retry only when it is true
@@ -78,6 +78,24 @@ def compute_delay(
 
 
 _SLEEP = seconds()
+_RETRIES = whole_number(minimum=0, infinite=True)
+_MAX_SLEEP_SECONDS = seconds(none=True, infinite=True)
+
+
+def _check_retries(value: Any) -> float:
+    """A whole number of retries, or ``inf``: retry for as long as the policy says so."""
+    if isinstance(value, float) and value == math.inf:
+        return math.inf
+    retries: int = _RETRIES(value)
+    return retries
+
+
+def _check_max_sleep(value: Any) -> float | None:
+    cap: float | None = _MAX_SLEEP_SECONDS(value)
+    return None if cap == math.inf else cap
+
+
+_MAX_SLEEP = Validator(_MAX_SLEEP_SECONDS.expected, _check_max_sleep)
 _SLEEP_EXPECTED = "seconds as a finite number >= 0, or a non-empty list of them like [1, 2, 4]"
 
 
@@ -101,7 +119,7 @@ def woflo_add_options() -> Iterable[TaskOption]:
         TaskOption(
             "retries",
             0,
-            whole_number(minimum=0),
+            Validator(_RETRIES.expected, _check_retries),
             "attempts after the first that fails (retries=2: 3 attempts in all)",
         ),
         TaskOption(
@@ -116,7 +134,7 @@ def woflo_add_options() -> Iterable[TaskOption]:
             number(minimum=1, noun="backoff factor"),
             "multiply the delay by this each retry",
         ),
-        TaskOption("retry_max_sleep", None, seconds(none=True), "cap on the delay, seconds"),
+        TaskOption("retry_max_sleep", None, _MAX_SLEEP, "cap on the delay, seconds"),
         TaskOption("retry_jitter", 0.0, seconds(), "add up to this many seconds at random"),
         TaskOption("retry_on", (Exception,), exception_types(), "exception types to retry"),
         TaskOption(
@@ -133,7 +151,7 @@ def woflo_retry_delay(
     run: BaseTaskRun[Any], attempt: int, outcome: Outcome
 ) -> float | Literal[False] | None:
     options = run.task.options
-    retries: int = options.get("retries", 0)
+    retries: float = options.get("retries", 0)
     if not retries:
         return None
     error = outcome.error

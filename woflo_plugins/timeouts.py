@@ -14,13 +14,22 @@ as timed out (its result is discarded), and no attempt starts after the run's bu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Iterable
 from typing import Any, Literal
 
 from woflo import BaseTaskRun, Outcome, TaskOption, hookimpl
-from woflo.options import seconds
+from woflo.options import Validator, seconds
 
-_LIMIT = seconds(positive=True, none=True)
+_SECONDS = seconds(positive=True, none=True, infinite=True)
+
+
+def _no_limit_if_infinite(value: Any) -> float | None:
+    limit: float | None = _SECONDS(value)
+    return None if limit == math.inf else limit
+
+
+_LIMIT = Validator(_SECONDS.expected, _no_limit_if_infinite)
 
 
 @hookimpl

@@ -245,7 +245,8 @@ def test_every_error_woflo_raises_for_bad_input_is_a_woflo_error_and_the_builtin
     with pytest.raises(UnknownRunner):
         task(runner="nope")(add)
     with pytest.raises(
-        OptionError, match=r"^task 'add': retries takes a whole number >= 0, not -1$"
+        OptionError,
+        match=r"^task 'add': retries takes a whole number >= 0, or inf \(no limit\), not -1$",
     ):
         task(add, retries=-1)
 

@@ -88,10 +88,26 @@ def test_unknown_option_when_applied_directly() -> None:
 @pytest.mark.parametrize(
     ("options", "error", "match"),
     [
-        ({"retries": -1}, ValueError, r"retries takes a whole number >= 0, not -1$"),
-        ({"retries": "3"}, TypeError, r"retries takes a whole number >= 0, not '3'$"),
-        ({"retries": True}, TypeError, r"retries takes a whole number >= 0, not True$"),
-        ({"retries": 1.5}, TypeError, r"retries takes a whole number >= 0, not 1.5$"),
+        (
+            {"retries": -1},
+            ValueError,
+            r"retries takes a whole number >= 0, or inf \(no limit\), not -1$",
+        ),
+        (
+            {"retries": "3"},
+            TypeError,
+            r"retries takes a whole number >= 0, or inf \(no limit\), not '3'$",
+        ),
+        (
+            {"retries": True},
+            TypeError,
+            r"retries takes a whole number >= 0, or inf \(no limit\), not True$",
+        ),
+        (
+            {"retries": 1.5},
+            TypeError,
+            r"retries takes a whole number >= 0, or inf \(no limit\), not 1.5$",
+        ),
         ({"retry_sleep_time": -2}, ValueError, r"retry_sleep_time takes seconds .*>= 0.*, not -2$"),
         (
             {"retry_sleep_time": math.inf},
@@ -210,7 +226,9 @@ def test_with_options_returns_a_new_task() -> None:
 
 def test_with_options_validates_again() -> None:
     t = task(runner=SequentialTaskRun)(add)
-    with pytest.raises(ValueError, match="retries takes a whole number >= 0, not -1"):
+    with pytest.raises(
+        ValueError, match=r"retries takes a whole number >= 0, or inf \(no limit\), not -1"
+    ):
         t.with_options(retries=-1)
     with pytest.raises(TypeError, match="unknown task option 'bogus'"):
         t.with_options(bogus=1)

@@ -49,7 +49,7 @@ R = TypeVar("R")
 MAX_WORKERS_ENV = "WOFLO_MAX_WORKERS"
 IDLE_TIMEOUT_ENV = "WOFLO_IDLE_TIMEOUT"
 
-_MAX_WORKERS = whole_number(minimum=1, none=True)
+_MAX_WORKERS = whole_number(minimum=1, none=True, infinite=True)
 _IDLE_TIMEOUT = seconds(infinite=True)
 _KILL_GRACE = seconds(infinite=True)
 
@@ -232,7 +232,7 @@ def woflo_add_options() -> Iterable[TaskOption]:
         TaskOption(
             "max_concurrency",
             default=None,
-            validate=whole_number(minimum=1, none=True),
+            validate=whole_number(minimum=1, none=True, infinite=True),
             help="most runs of this task executing at once (others wait pending)",
             runners=("multiprocess",),
         )
