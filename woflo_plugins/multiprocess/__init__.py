@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from woflo import BaseTaskRun, TaskCall, TaskOption, hookimpl, remote
 from woflo.errors import PoolBroken
 from woflo.options import check, from_env, seconds, whole_number
+from woflo_plugins.multiprocess import _world
 
 __all__ = [
     "MultiprocessTaskRun",
@@ -70,6 +71,7 @@ def _settings() -> dict[str, Any]:
     if "idle_timeout" not in settings:
         settings["idle_timeout"] = from_env(IDLE_TIMEOUT_ENV, _IDLE_TIMEOUT, 60.0)
     settings.setdefault("kill_grace", 0.3)
+    settings.setdefault("max_runs_per_worker", None)
     return settings
 
 
@@ -78,6 +80,7 @@ def configure(
     max_workers: int | Any | None = ...,
     idle_timeout: float | Any = ...,
     kill_grace: float | Any = ...,
+    max_runs_per_worker: int | Any | None = ...,
 ) -> None:
     """Set the pool's limits; applies to the running pool and to later ones.
 
@@ -87,6 +90,8 @@ def configure(
         ``WOFLO_IDLE_TIMEOUT``, else 60; ``inf``: for ever).
     :param kill_grace: seconds between SIGTERM and SIGKILL when a worker is stopped (``inf``:
         never SIGKILL).
+    :param max_runs_per_worker: retire a worker after this many attempts, for tasks that leak
+        memory or other resources (``None``, the default: never).
     :raises woflo.errors.OptionTypeError: or :class:`~woflo.errors.OptionValueError` for a
         bad value, naming it.
     """
@@ -95,6 +100,7 @@ def configure(
         ("max_workers", max_workers, _MAX_WORKERS),
         ("idle_timeout", idle_timeout, _IDLE_TIMEOUT),
         ("kill_grace", kill_grace, _KILL_GRACE),
+        ("max_runs_per_worker", max_runs_per_worker, _MAX_WORKERS),
     ):
         if value is not ...:
             changes[name] = check(name, value, validator)
@@ -155,10 +161,10 @@ def status() -> PoolStatus | None:
     pool = _the_pool
     if pool is None or pool.closed:
         return None
-    counts = pool.counts()
+    zygote, workers, counts = pool.snapshot()
     return PoolStatus(
-        zygote_pid=pool.zygote_pid,
-        workers=tuple(WorkerStatus(*w) for w in pool.workers()),
+        zygote_pid=zygote,
+        workers=tuple(WorkerStatus(*w) for w in workers),
         **counts,
     )
 
@@ -205,12 +211,13 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
         _get_pool()
         self._entry = _entry_for(self.task)
         self._args_blob = remote.dump_arguments(self.task.name, self.args, self.kwargs)
+        self._world = _world.capture()  # the directory and environment as of the call
         self._job: Any = None
 
     def start_attempt(self, call: TaskCall) -> None:
         """Hand ``call`` to an idle worker, or queue it while one starts."""
         pool = _get_pool()
-        job = pool.job(self, call, self._entry, self._args_blob)
+        job = pool.job(self, call, self._entry, self._args_blob, self._world)
         self._job = (pool, job)  # before the hand-over, which a stop() may have to cut short
         pool.submit(job)
 

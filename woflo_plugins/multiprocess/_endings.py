@@ -12,8 +12,9 @@ from woflo_plugins.multiprocess._schedule import Job
 
 
 def from_reply(job: Job, kind: bytes, duration: float, blob: memoryview) -> Outcome:
-    """The outcome a worker's reply carries: its value (``b"o"``) or its exception."""
-    if kind == b"o":
+    """The outcome a worker's reply carries: its value (``b"o"``) or its exception (``b"e"``);
+    upper case when the worker retires after it."""
+    if kind in (b"o", b"O"):
         try:
             return Outcome(value=remote.loads(blob), duration=duration)
         except BaseException as exc:

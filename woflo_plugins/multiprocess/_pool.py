@@ -33,7 +33,7 @@ from typing import Any
 
 from woflo import Outcome, TaskCall, remote
 from woflo.errors import PoolBroken, TaskStopped
-from woflo_plugins.multiprocess import _endings, _wire
+from woflo_plugins.multiprocess import _endings, _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
 from woflo_plugins.multiprocess._deliver import Deliveries, emit_log
 from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
@@ -48,9 +48,17 @@ _LONGEST_WAIT = 86400.0  # the watcher looks around at least daily (an inf deadl
 class Pool:
     """Warm worker processes forked by a zygote, watched by one thread."""
 
-    def __init__(self, *, max_workers: int | None, idle_timeout: float, kill_grace: float):
+    def __init__(
+        self,
+        *,
+        max_workers: int | None,
+        idle_timeout: float,
+        kill_grace: float,
+        max_runs_per_worker: int | None = None,
+    ):
         self.idle_timeout = idle_timeout
         self.kill_grace = kill_grace
+        self.max_runs_per_worker = max_runs_per_worker
         self._lock = threading.Lock()
         self._spawn_queue: list[tuple[bytes, socket.socket]] = []
         self._schedule = Schedule(self._new_worker, max_workers=max_workers)
@@ -83,9 +91,13 @@ class Pool:
 
     # ---- called from any thread -------------------------------------------------------------
 
-    def job(self, run: Any, call: TaskCall, entry: TaskEntry, args_blob: bytes) -> Job:
-        """A job executing ``call`` for ``run``, to :meth:`submit` (and :meth:`kill`)."""
-        return Job(run, call, entry, args_blob, run.task.options.get("max_concurrency"))
+    def job(
+        self, run: Any, call: TaskCall, entry: TaskEntry, args_blob: bytes, world: Any = None
+    ) -> Job:
+        """A job executing ``call`` for ``run`` in ``world`` (the caller's directory and
+        environment, :func:`._world.capture`), to :meth:`submit` (and :meth:`kill`)."""
+        limit = run.task.options.get("max_concurrency")
+        return Job(run, call, entry, args_blob, limit, world)
 
     def submit(self, job: Job) -> None:
         """Execute ``job`` in a worker, now or as soon as one is free. Handing a large job to
@@ -137,32 +149,18 @@ class Pool:
         killpg(worker.pid, signal.SIGCONT)
         self._wake()
 
-    def counts(self) -> dict[str, int]:
-        """How many workers are idle, busy and starting, and how many jobs wait."""
+    def snapshot(self) -> tuple[int | None, list[tuple[int, Any, Any]], dict[str, int]]:
+        """The zygote's pid; ``(pid, run_id, attempt)`` of every live worker (``None``s when
+        idle); how many workers are idle, busy and starting, and how many jobs wait."""
         schedule = self._schedule
         with self._lock:
-            busy = sum(1 for w in schedule.alive.values() if w.job is not None)
-            return {
-                "idle": len(schedule.idle),
-                "busy": busy,
-                "starting": len(schedule.starting),
-                "pending": len(schedule.pending),
-            }
-
-    def workers(self) -> list[tuple[int, str | None, int | None]]:
-        """``(pid, run_id, attempt)`` of every live worker (``None``s for an idle one)."""
-        with self._lock:
-            return [
-                (pid, w.job.call.run_id, w.job.call.attempt)
-                if w.job is not None
-                else (pid, None, None)
-                for pid, w in self._schedule.alive.items()
+            workers = [
+                (pid, w.job.call.run_id, w.job.call.attempt) if w.job else (pid, None, None)
+                for pid, w in schedule.alive.items()
             ]
-
-    @property
-    def zygote_pid(self) -> int | None:
-        """The zygote's process id, once it started."""
-        return self._zygote.pid if self._zygote is not None else None
+            counts = {"idle": len(schedule.idle), "starting": len(schedule.starting)}
+            counts |= {"busy": sum(1 for w in workers if w[1]), "pending": len(schedule.pending)}
+        return (self._zygote.pid if self._zygote else None), workers, counts
 
     def close(self) -> None:
         """Stop the workers and the zygote; jobs still pending or running end stopped."""
@@ -193,7 +191,12 @@ class Pool:
         entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)
-        meta = (job.call.run_id, job.call.attempt, job.call.task_name)
+        meta = (
+            job.call.run_id,
+            job.call.attempt,
+            job.call.task_name,
+            _world.for_worker(worker, job.world),
+        )
         try:
             worker.conn.send_bytes(_wire.pack_job(entry.token, meta, task_blob, job.args_blob))
         except OSError:
@@ -330,18 +333,27 @@ class Pool:
             self._schedule.release(job)
             self._schedule.last_finish = now
             following = None
-            if worker.kill_at is None and not worker.eof:
+            worker.runs += 1
+            retiring = kind.isupper() or (  # it could not undo what the task changed
+                self.max_runs_per_worker is not None and worker.runs >= self.max_runs_per_worker
+            )
+            if worker.kill_at is None and not worker.eof and not retiring:
                 following = self._schedule.next_job()
                 if following is None:
                     worker.idle_since = now
                     self._schedule.idle.append(worker)
                 else:
                     self._schedule.assign(worker, following)
+            elif retiring and worker.kill_at is None:
+                worker.kill_at = now + 3600.0  # never reused; it exits by itself
+        if retiring and not kind.isupper():  # retired by the pool: end of file, and it exits
+            self._unwatch(worker)
+            worker.conn.close()
         # A small next job goes out first, so the worker starts on it while this result is
         # delivered (its frame fits in the socket buffer, empty now: the send cannot block). A
         # large one only after: its send can block (a worker slow to read, or stopped), and
         # this result, already here, must not wait for that.
-        early = following is not None and _frame_size(following) <= EARLY_SEND
+        early = following is not None and following.frame_size() <= EARLY_SEND
         if following is not None and early:
             self._start(worker, following)
         try:
@@ -431,11 +443,6 @@ class Pool:
         for job in jobs:
             self._report(job, Outcome(error=error))
         self._deliveries.close()
-
-
-def _frame_size(job: Job) -> int:
-    """An upper bound of the size of the frame that hands ``job`` to a worker."""
-    return len(job.args_blob) + len(job.entry.blob) + 4 * len(job.call.task_name) + 256
 
 
 def _report_internal(error: BaseException, what: str) -> None:

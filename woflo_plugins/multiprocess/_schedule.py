@@ -41,11 +41,28 @@ class TaskEntry:
 class Job:
     """One attempt to hand to a worker."""
 
-    __slots__ = ("args_blob", "call", "enqueued", "entry", "killed", "limit", "run", "worker")
+    __slots__ = (
+        "args_blob",
+        "call",
+        "enqueued",
+        "entry",
+        "killed",
+        "limit",
+        "run",
+        "worker",
+        "world",
+    )
 
     def __init__(
-        self, run: Any, call: TaskCall, entry: TaskEntry, args_blob: bytes, limit: int | None
+        self,
+        run: Any,
+        call: TaskCall,
+        entry: TaskEntry,
+        args_blob: bytes,
+        limit: int | None,
+        world: Any = None,
     ):
+        self.world = world  # the caller's directory and environment as of the call
         self.run: Any = run  # None once the attempt is over (see Pool._ended)
         self.call = call
         self.entry = entry  # one per Task, so id() counts per task
@@ -55,14 +72,32 @@ class Job:
         self.enqueued = 0.0
         self.killed = False
 
+    def frame_size(self) -> int:
+        """An upper bound of the size of the frame that hands this job to a worker."""
+        return len(self.args_blob) + len(self.entry.blob) + 4 * len(self.call.task_name) + 256
+
 
 class Worker:
     """A worker process, from the request to the zygote until its exit is reported."""
 
-    __slots__ = ("conn", "eof", "exitcode", "idle_since", "job", "kill_at", "known", "pid", "token")
+    __slots__ = (
+        "conn",
+        "eof",
+        "exitcode",
+        "idle_since",
+        "job",
+        "kill_at",
+        "known",
+        "pid",
+        "runs",
+        "token",
+        "world",
+    )
 
     def __init__(self, token: bytes, conn: Channel):
         self.token = token
+        self.runs = 0
+        self.world: tuple[str | None, int] = (None, 0)  # the caller's it last got
         self.conn = conn
         self.pid = 0
         self.job: Job | None = None

@@ -8,7 +8,9 @@ Messages (one length-prefixed frame each, see ``_wire.pack_job``/``pack_reply``)
                        b"o": duration, the pickled value      one per attempt, or
                        b"e": duration, the packed exception
 
-The loop ends (and the process exits 0) when the caller closes the socket.
+The loop ends (and the process exits 0) when the caller closes the socket, or after a reply
+in upper case (``b"O"``, ``b"E"``): the attempt changed the process in a way that cannot be put
+back (:class:`._world.Sandbox`), so this worker retires.
 
 Executing an attempt is :func:`woflo.remote.execute`'s, the same helper any out-of-process
 runner uses: the process is given over to woflo (:func:`woflo.remote.init_worker`), so every
@@ -22,7 +24,7 @@ import threading
 from typing import Any
 
 from woflo import TaskCall, remote
-from woflo_plugins.multiprocess import _wire
+from woflo_plugins.multiprocess import _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
 
 
@@ -45,12 +47,14 @@ def serve(conn: Channel, log_level: int) -> int:
 
     tasks: dict[bytes, Any] = {}
     keep: list[Any] = []
+    sandbox = _world.Sandbox()
     while True:
         try:
             frame = conn.recv_bytes()
         except (EOFError, OSError):
             return 0
-        token, (run_id, attempt, task_name), task_blob, args_blob = _wire.unpack_job(frame)
+        token, (run_id, attempt, task_name, world), task_blob, args_blob = _wire.unpack_job(frame)
+        saved = sandbox.enter(world)
         try:
             if task_blob:
                 tasks[token] = remote.load_part(task_blob, "the task", task_name)
@@ -68,6 +72,9 @@ def serve(conn: Channel, log_level: int) -> int:
             ok, payload, duration = remote.pack_outcome(outcome, task_name)
             reply = _wire.pack_reply(b"o" if ok else b"e", duration, payload)
             del outcome, payload
+        sandbox.leave(saved)
+        if sandbox.retire:  # something the task changed cannot be put back: this one ends
+            reply = reply[:1].upper() + reply[1:]
         del frame, task_blob, args_blob
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -80,3 +87,5 @@ def serve(conn: Channel, log_level: int) -> int:
             return 0
         del reply
         keep.clear()
+        if sandbox.retire:
+            return 0

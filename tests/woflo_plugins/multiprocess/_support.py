@@ -570,3 +570,49 @@ def process_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return ""
+
+
+@task
+def where_and_what(name: str) -> tuple[str, str | None, int]:
+    """The worker's directory, environment variable ``name``, and pid."""
+    return os.getcwd(), os.environ.get(name), os.getpid()
+
+
+@task
+def change_the_process(directory: str) -> int:
+    """Change what a task can change in its worker: directory, environment, sys.path, a signal
+    handler, an alarm, the umask."""
+    import signal
+
+    os.chdir(directory)
+    os.environ["WOFLO_TEST_LEAK"] = "leaked"
+    sys.path.insert(0, "/nowhere/leaked")
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.alarm(1000)
+    os.umask(0o077)
+    return os.getpid()
+
+
+@task
+def what_a_run_can_change() -> tuple[str, str | None, bool, bool, int, int, int]:
+    """What :func:`change_the_process` changes, as the next run sees it."""
+    import signal
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return (
+        os.getcwd(),
+        os.environ.get("WOFLO_TEST_LEAK"),
+        "/nowhere/leaked" in sys.path,
+        signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN,
+        signal.alarm(0),
+        os.getpid(),
+        mask,
+    )
+
+
+@task
+def close_stdout() -> int:
+    """Close the worker's standard output, which nothing can reopen."""
+    sys.stdout.close()
+    return os.getpid()

@@ -290,3 +290,58 @@ def test_a_logging_handler_that_raises_neither_kills_the_worker_nor_fails_the_ru
         logger.removeHandler(handler)
     assert run.state is RunState.COMPLETED
     assert "the log server is down" in capfd.readouterr().err
+
+
+# ---- the world an attempt runs in ------------------------------------------------------------
+
+
+def test_an_attempt_runs_in_the_callers_directory_and_environment_as_of_the_call(
+    configure: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.woflo_plugins.multiprocess._support import where_and_what
+
+    monkeypatch.delenv("WOFLO_TEST_SETTING", raising=False)
+    before = where_and_what("WOFLO_TEST_SETTING").get_result(timeout=TIMEOUT)  # pool started
+    assert before[1] is None
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WOFLO_TEST_SETTING", "now")
+    cwd, value, _ = where_and_what("WOFLO_TEST_SETTING").get_result(timeout=TIMEOUT)
+    assert (Path(cwd), value) == (tmp_path, "now")
+    monkeypatch.delenv("WOFLO_TEST_SETTING")
+    assert where_and_what("WOFLO_TEST_SETTING").get_result(timeout=TIMEOUT)[1] is None
+
+
+def test_what_one_run_changes_in_its_worker_does_not_reach_the_next(
+    configure: Any, tmp_path: Path
+) -> None:
+    from tests.woflo_plugins.multiprocess._support import (
+        change_the_process,
+        what_a_run_can_change,
+    )
+
+    configure(max_workers=1)  # one worker: the next run is on the same process
+    here = os.getcwd()
+    pid = change_the_process(str(tmp_path)).get_result(timeout=TIMEOUT)
+    cwd, leak, path, handler, alarm, same, mask = what_a_run_can_change().get_result(
+        timeout=TIMEOUT
+    )
+    assert same == pid
+    assert (cwd, leak, path, handler, alarm) == (here, None, False, False, 0)
+    assert mask != 0o077
+
+
+def test_a_worker_that_cannot_be_put_back_retires(configure: Any) -> None:
+    from tests.woflo_plugins.multiprocess._support import close_stdout, where_and_what
+
+    configure(max_workers=1)
+    pid = close_stdout().get_result(timeout=TIMEOUT)
+    _, _, next_pid = where_and_what("HOME").get_result(timeout=TIMEOUT)
+    assert next_pid != pid  # a fresh worker, not one whose standard output is gone
+
+
+def test_max_runs_per_worker_retires_workers(configure: Any) -> None:
+    from tests.woflo_plugins.multiprocess._support import getpid
+
+    configure(max_workers=1, max_runs_per_worker=2)
+    pids = [getpid().get_result(timeout=TIMEOUT) for _ in range(6)]
+    assert [pids.count(p) for p in dict.fromkeys(pids)] == [2, 2, 2]
