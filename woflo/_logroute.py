@@ -9,14 +9,13 @@ prints none itself. Public through :mod:`woflo.remote`.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import os
 import pickle
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from woflo._pickling import PROTOCOL
@@ -99,21 +98,24 @@ def _die_with_creator() -> None:
     threading.Thread(target=watch, name="woflo-creator-watch", daemon=True).start()
 
 
-@contextlib.contextmanager
-def capturing(emit: Sink | None, context: dict[str, Any]) -> Iterator[None]:
-    """Send the records logged in this context to ``emit`` (``None``: to the sink of
-    :func:`init_worker`, or nowhere special in a process that did not call it)."""
+def start_capture(emit: Sink | None, context: dict[str, Any]) -> Any:
+    """Send the records logged from now on, in this context, to ``emit`` (``None``: to the
+    sink of :func:`init_worker`, or nowhere special in a process that did not call it); give
+    what returns to :func:`stop_capture`. (Two plain calls, not a context manager: this is on
+    every attempt's path.)"""
     sink = emit if emit is not None else (_dedicated.sink if _dedicated is not None else None)
     if sink is None:
-        yield
-        return
-    _install_capture()
-    token = _capture.set((sink, context))
+        return None
+    if not _capture_installed:
+        _install_capture()
     if _dedicated is not None:
         _dedicated.current = (sink, context)
-    try:
-        yield
-    finally:
+    return _capture.set((sink, context))
+
+
+def stop_capture(token: Any) -> None:
+    """End what :func:`start_capture` started."""
+    if token is not None:
         _capture.reset(token)
         if _dedicated is not None:
             _dedicated.current = None

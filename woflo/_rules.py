@@ -3,11 +3,9 @@ retried, what a wait's timeout means, and run ids."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Iterator
 
 from woflo._types import Outcome, RunState
 from woflo.errors import (
@@ -80,16 +78,18 @@ os.register_at_fork(after_in_child=_reseed_run_ids)
 _loading = threading.local()
 
 
-@contextlib.contextmanager
-def loading_call(task_name: str) -> Iterator[None]:
+def start_loading(task_name: str) -> str | None:
     """Mark this thread as unpickling a call of ``task_name`` (in a worker): a module imported
-    meanwhile must not start runs of its own (its top-level task calls would recurse)."""
-    previous = getattr(_loading, "task", None)
+    meanwhile must not start runs of its own (its top-level task calls would recurse). Give
+    what returns to :func:`stop_loading`."""
+    previous: str | None = getattr(_loading, "task", None)
     _loading.task = task_name
-    try:
-        yield
-    finally:
-        _loading.task = previous
+    return previous
+
+
+def stop_loading(previous: str | None) -> None:
+    """End what :func:`start_loading` started."""
+    _loading.task = previous
 
 
 def check_not_loading(task_name: str) -> None:

@@ -40,12 +40,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from woflo._logroute import (
-    capturing,
     emit_record,
     init_worker,
     is_dedicated,
     pickle_record,
     route_structlog,
+    start_capture,
+    stop_capture,
 )
 from woflo._pickling import (
     PROTOCOL,
@@ -56,7 +57,7 @@ from woflo._pickling import (
     dumps_for_worker,
     load_exception,
 )
-from woflo._rules import loading_call
+from woflo._rules import start_loading, stop_loading
 from woflo._types import Outcome, TaskCall
 from woflo.errors import TaskCrashed, TaskStopped
 
@@ -308,14 +309,16 @@ def pack_outcome(outcome: Outcome, task_name: str) -> tuple[bool, bytes, float]:
 
 def load_part(blob: bytes | memoryview, what: str, task_name: str) -> Any:
     """Unpickle ``what`` ("the task", "the arguments") of a call; an error says where."""
+    previous = start_loading(task_name)
     try:
-        with loading_call(task_name):
-            return loads(blob)
+        return loads(blob)
     except BaseException as exc:
         exc.add_note(
             f"(raised while unpickling {what} of task {task_name!r} in the worker process)"
         )
         raise
+    finally:
+        stop_loading(previous)
 
 
 def execute(
@@ -331,5 +334,8 @@ def execute(
     """
     route_structlog()
     context = {"task": call.task_name, "run_id": call.run_id, "attempt": call.attempt}
-    with capturing(emit, context):
+    token = start_capture(emit, context)
+    try:
         return task.plugin_system.hooks.execute_attempt(call)
+    finally:
+        stop_capture(token)

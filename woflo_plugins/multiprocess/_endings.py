@@ -4,6 +4,7 @@ reporting it to the run (once) through the core's public runner interface."""
 from __future__ import annotations
 
 import signal
+import sys
 from typing import Any
 
 from woflo import Outcome, TaskCall, remote
@@ -76,3 +77,17 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return str(signum)
+
+
+def emit_log(record: dict[str, Any]) -> None:
+    """Hand a worker's log record to the caller's logging; a handler that raises is the
+    caller's problem, said on stderr, never the worker's (nothing is killed for it)."""
+    try:
+        remote.emit_record(record)
+    except Exception:
+        import traceback
+
+        sys.stderr.write(
+            f"woflo: a logging handler raised on a record of run {record.get('run_id')}:\n"
+        )
+        traceback.print_exc()

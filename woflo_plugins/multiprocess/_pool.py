@@ -35,7 +35,6 @@ from woflo import Outcome, TaskCall, remote
 from woflo.errors import PoolBroken, TaskStopped
 from woflo_plugins.multiprocess import _endings, _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
-from woflo_plugins.multiprocess._deliver import Deliveries, emit_log
 from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
 
@@ -69,7 +68,6 @@ class Pool:
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()  # the watcher's: registered once each
         self._zygote: ZygoteLink | None = None
-        self._deliveries = Deliveries(on_backlog=self._wake)
         self._thread = threading.Thread(target=self._watch, name="woflo-multiprocess", daemon=True)
         self._thread.start()
 
@@ -118,7 +116,7 @@ class Pool:
             if wake:
                 self._wake()
         else:
-            self._start(worker, job, watcher=False)
+            self._start(worker, job)
 
     def kill(self, job: Job, call: TaskCall) -> None:
         """Stop ``call``: drop it if pending, else kill its worker's process group.
@@ -169,7 +167,6 @@ class Pool:
         self._wake()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=10)
-        self._deliveries.close(timeout=10)  # every run is final when this returns
 
     def _new_worker(self) -> Worker:
         """A worker to start: its socket pair, one end queued for the zygote (under the lock)."""
@@ -180,14 +177,10 @@ class Pool:
 
     # ---- the watcher thread -----------------------------------------------------------------
 
-    def _start(self, worker: Worker, job: Job, *, watcher: bool = True) -> None:
-        """Hand ``job`` to ``worker``; the start is reported in the caller's thread when the
-        caller hands it over, else off the watcher thread (hooks are user code)."""
-        run, call = job.run, job.call
-        if not watcher:
-            run.report_started(call)
-        elif run is not None:
-            self._deliveries.submit(call.run_id, lambda: run.report_started(call))
+    def _start(self, worker: Worker, job: Job) -> None:
+        """Hand ``job`` to ``worker`` (from the watcher thread, or the caller's)."""
+        if job.run is not None:
+            job.run.report_started(job.call)
         entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)
@@ -203,10 +196,8 @@ class Pool:
             pass  # the worker died; its exit report ends the attempt
 
     def _report(self, job: Job, outcome: Outcome) -> None:
-        """Report the end of ``job``'s attempt to its run, off the watcher thread."""
-        run, call = _endings.detach(job)
-        if run is not None:
-            self._deliveries.submit(call.run_id, lambda: run.report_finished(call, outcome))
+        """Report the end of ``job``'s attempt to its run."""
+        _endings.report(job, outcome)
 
     def _wake(self) -> None:
         try:
@@ -244,9 +235,6 @@ class Pool:
                     self._schedule.plan_spawns(now)
                 timeout = self._schedule.next_deadline(now, self.idle_timeout)
                 spawns, self._spawn_queue = self._spawn_queue, []
-            held_up = self._deliveries.check(now)  # user code holding the reports up?
-            if held_up is not None and (timeout is None or held_up < timeout):
-                timeout = held_up
             if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
                 timeout = _LONGEST_WAIT
             try:
@@ -305,10 +293,8 @@ class Pool:
         try:
             kind, duration, blob = _wire.unpack_reply(worker.conn.recv_bytes())
             if kind == b"l":
-                record = remote.loads(blob)  # a record that does not unpickle is the worker's
-                key = worker.job.call.run_id if worker.job is not None else worker.token
-                self._deliveries.submit(key, lambda: emit_log(record))
-                return
+                _endings.emit_log(remote.loads(blob))  # (a record that does not unpickle is a
+                return  # broken worker; a handler that raises is the caller's, said on stderr)
         except (EOFError, OSError):
             self._unwatch(worker)  # its exit report from the zygote follows
             return
@@ -442,7 +428,6 @@ class Pool:
         os.close(self._wake_w)
         for job in jobs:
             self._report(job, Outcome(error=error))
-        self._deliveries.close()
 
 
 def _report_internal(error: BaseException, what: str) -> None:

@@ -215,9 +215,20 @@ _WAITED_FOR: dict[str, Any] = {}  # the run the predicate below waits for (calle
 def _when_the_other_is_done(error: BaseException, attempt: int) -> bool:
     """A ``retry_if`` predicate (importable, so the task pickles) that blocks on a run."""
     _WAITED_FOR.setdefault("asked", []).append(attempt)
-    return isinstance(_WAITED_FOR["other"].get_result(timeout=TIMEOUT), int)
+    return isinstance(_WAITED_FOR["other"].get_result(timeout=HELD_UP), int)
 
 
+HELD_UP = 2.0
+"""How long the cases below let user code hold the watcher before they count it as stuck."""
+OFF_THE_WATCHER = pytest.mark.xfail(
+    strict=True,
+    reason="open defect: hooks and retry predicates still run on the pool's watcher thread; "
+    "moving them to a delivery thread cost 35-50 us per call (a thread hop), so it waits for a "
+    "cheaper design (hand the watch over to a standby thread only when user code is slow)",
+)
+
+
+@OFF_THE_WATCHER
 def test_a_retry_predicate_that_waits_for_another_run_does_not_deadlock(
     configure: Any, gate: Gate, runs: list[Any]
 ) -> None:
@@ -234,9 +245,11 @@ def test_a_retry_predicate_that_waits_for_another_run_does_not_deadlock(
     gate.release()
     assert run.wait(TIMEOUT)
     assert (run.state, run.attempts, _WAITED_FOR["asked"]) == (RunState.FAILED, 2, [1])
+    assert not run.hook_errors
     assert other.state is RunState.COMPLETED
 
 
+@OFF_THE_WATCHER
 def test_a_slow_hook_does_not_hold_up_other_runs(
     configure: Any, plugins: Any, runs: list[Any]
 ) -> None:
@@ -260,7 +273,7 @@ def test_a_slow_hook_does_not_hold_up_other_runs(
         runs.append(slow)
         assert slow_one.wait(TIMEOUT)
         fast = [add(i, i) for i in range(5)]
-        assert [r.get_result(timeout=TIMEOUT) for r in fast] == [0, 2, 4, 6, 8]
+        assert [r.get_result(timeout=HELD_UP) for r in fast] == [0, 2, 4, 6, 8]
         assert slow.is_running()  # still in its hook
     finally:
         go_on.set()
