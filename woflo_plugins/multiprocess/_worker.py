@@ -19,6 +19,7 @@ log record goes to the caller as it is logged, tagged with the attempt, and none
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any
@@ -87,5 +88,18 @@ def serve(conn: Channel, log_level: int) -> int:
             return 0
         del reply
         keep.clear()
+        _reap_orphans()
         if sandbox.retire:
             return 0
+
+
+def _reap_orphans() -> None:
+    """Reap exited processes the attempt left (the worker is a subreaper: orphans of the
+    task's children become its own), so none stays a zombie while the worker lives."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

@@ -616,3 +616,13 @@ def close_stdout() -> int:
     """Close the worker's standard output, which nothing can reopen."""
     sys.stdout.close()
     return os.getpid()
+
+
+@task
+def starts_children(gate: Path) -> int:
+    """Start a child in the worker's process group and one in a session of its own (as a
+    daemonizing tool does), report their pids, then wait to be stopped."""
+    same = subprocess.Popen(["sleep", "60"])
+    own = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    _write_atomic(gate / "children.pid", f"{same.pid} {own.pid}")
+    return hold(gate, "parent")

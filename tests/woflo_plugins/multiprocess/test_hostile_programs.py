@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 import woflo_plugins.multiprocess as mp
-from tests._helpers import TIMEOUT, wait_for
+from tests._helpers import TIMEOUT, wait_for, wait_gone
 from tests.woflo_plugins.multiprocess._support import Gate, add, fail, held, run_script
 from woflo import RunState, task
 from woflo.errors import OptionValueError, PoolBroken, TaskStopped
@@ -358,3 +359,87 @@ def test_max_runs_per_worker_retires_workers(configure: Any) -> None:
     configure(max_workers=1, max_runs_per_worker=2)
     pids = [getpid().get_result(timeout=TIMEOUT) for _ in range(6)]
     assert [pids.count(p) for p in dict.fromkeys(pids)] == [2, 2, 2]
+
+
+# ---- everything an attempt started dies with it ------------------------------------------------
+
+
+def _children(gate: Path) -> list[int]:
+    wait_for(lambda: (gate / "children.pid").exists(), what="the task's children")
+    return [int(pid) for pid in (gate / "children.pid").read_text().split()]
+
+
+def _kill_all(pids: list[int]) -> None:
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux's")
+def test_stop_kills_a_child_the_task_started_in_its_own_session(configure: Any, gate: Gate) -> None:
+    from tests.woflo_plugins.multiprocess._support import starts_children
+
+    run = starts_children(gate.path)
+    pids = _children(gate.path)
+    worker = gate.pid("parent")
+    try:
+        assert run.stop() is True
+        wait_gone([worker, *pids], timeout=5)
+    finally:
+        _kill_all(pids)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="subreapers are Linux's")
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_every_process_a_task_started_dies_with_a_killed_caller(tmp_path: Path, how: str) -> None:
+    """The OOM killer (SIGKILL) or ``docker stop`` (SIGTERM) ends the program: its workers,
+    the zygote, and every process its tasks started, in their own sessions too, die with it."""
+    import signal
+    import subprocess
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = tmp_path / "caller.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, pathlib, time
+            from tests.woflo_plugins.multiprocess._support import starts_children
+            import woflo_plugins.multiprocess as mp
+
+            run = starts_children(pathlib.Path({str(gate)!r}))
+            while not (pathlib.Path({str(gate)!r}) / "parent.pid").exists():
+                time.sleep(0.005)
+            (pathlib.Path({str(gate)!r}) / "zygote").write_text(str(mp.status().zygote_pid))
+            time.sleep(60)
+            """
+        )
+    )
+    root = str(Path(__file__).resolve().parents[3])
+    with (tmp_path / "log").open("wb") as log:  # a file: a survivor must not hold our pipe
+        caller = subprocess.Popen(
+            [sys.executable, str(script)],
+            env={**os.environ, "PYTHONPATH": root},
+            stdout=log,
+            stderr=log,
+        )
+    pids: list[int] = []
+    try:
+        wait_for(lambda: (gate / "zygote").exists(), what="the caller's runs to start")
+        pids = [
+            *_children(gate),
+            int((gate / "parent.pid").read_text()),
+            int((gate / "zygote").read_text()),
+        ]
+        caller.send_signal(getattr(signal, how))
+        caller.wait(TIMEOUT)
+        wait_gone(pids, timeout=3)
+    finally:
+        _kill_all(pids)
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
