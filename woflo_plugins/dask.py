@@ -2,7 +2,10 @@
 
 The cluster is, in this order of preference: the ``distributed.Client`` given to
 :func:`configure`, the scheduler at ``configure(address=...)`` or ``WOFLO_DASK_ADDRESS``, or a
-``LocalCluster`` (worker processes) started on first use and closed at interpreter exit.
+``LocalCluster`` (worker processes) started on first use and closed at interpreter exit. That
+implicit cluster listens on loopback only, over TLS with a certificate made for it (another
+local process cannot connect to it and run code as the program's user), and has no dashboard
+unless ``configure(dashboard_address=...)`` asks for one.
 
 Retries and timeouts are woflo's own (the same policy plugins as every runner, never Dask's
 ``retries=``), so their semantics and log events are identical; lifecycle hooks fire in the
@@ -41,7 +44,12 @@ ADDRESS_ENV = "WOFLO_DASK_ADDRESS"
 EXTRA_HINT = 'install it with: pip install "woflo[dask]"'
 
 _lock = threading.RLock()
-_settings: dict[str, Any] = {"client": None, "address": None, "restart_workers": False}
+_settings: dict[str, Any] = {
+    "client": None,
+    "address": None,
+    "restart_workers": False,
+    "dashboard_address": None,
+}
 _client: Any = None
 _owned: list[Any] = []  # the LocalCluster and Client we started, closed at exit
 
@@ -59,12 +67,15 @@ def configure(
     client: Any = None,
     address: str | None = None,
     restart_workers: bool | None = None,
+    dashboard_address: str | None = None,
 ) -> None:
     """Choose the cluster (a ``distributed.Client`` or a scheduler address) and stop policy.
 
     :param client: a client you already have; woflo never closes it.
     :param address: a scheduler address such as ``"tcp://10.0.0.5:8786"``.
     :param restart_workers: on ``stop()`` or a timeout, restart the worker running the attempt.
+    :param dashboard_address: give woflo's own ``LocalCluster`` a dashboard there, such as
+        ``"127.0.0.1:8787"`` (by default it has none).
     """
     global _client
     if address is not None and not isinstance(address, str):
@@ -73,7 +84,14 @@ def configure(
         )
     if restart_workers is not None:
         restart_workers = check("restart_workers", restart_workers, boolean())
+    if dashboard_address is not None and not isinstance(dashboard_address, str):
+        raise OptionTypeError(
+            f"dashboard_address takes an address such as '127.0.0.1:8787', not "
+            f"{dashboard_address!r}"
+        )
     with _lock:
+        if dashboard_address is not None:
+            _settings["dashboard_address"] = dashboard_address
         if client is not None or address is not None:
             _settings.update(client=client, address=address)
             _client = None
@@ -96,14 +114,40 @@ def get_client() -> Any:
                 _client = distributed.Client(address, set_as_default=False)
                 _owned.append(_client)
             else:
-                cluster = distributed.LocalCluster(
-                    processes=True, dashboard_address=":0", silence_logs=40
-                )
-                _client = distributed.Client(cluster, set_as_default=False)
+                cluster, security = _local_cluster(distributed)
+                _client = distributed.Client(cluster, security=security, set_as_default=False)
                 _owned.extend([_client, cluster])
                 atexit.register(_close_owned)
         _warm_callbacks(_client)
         return _client
+
+
+def _local_cluster(distributed: Any) -> tuple[Any, Any]:
+    """woflo's own ``LocalCluster``: on loopback only, TLS with a certificate made for it (no
+    other process can connect, let alone submit work that would run as this user), and no
+    dashboard unless :func:`configure` asked for one."""
+    from distributed.security import Security
+
+    try:
+        security = Security.temporary()  # type: ignore[no-untyped-call]
+    except ImportError as exc:
+        raise WofloError(
+            f"the implicit Dask cluster needs the 'cryptography' package; {EXTRA_HINT}"
+        ) from exc
+    cluster = distributed.LocalCluster(
+        processes=True,
+        host="127.0.0.1",
+        protocol="tls://",
+        security=security,
+        # the scheduler's HTTP server (health, metrics) starts even without a dashboard:
+        # on loopback, on a free port, unless a dashboard was asked for
+        scheduler_kwargs={
+            "dashboard": _settings["dashboard_address"] is not None,
+            "dashboard_address": _settings["dashboard_address"] or "127.0.0.1:0",
+        },
+        silence_logs=40,
+    )
+    return cluster, security
 
 
 def _warm_callbacks(client: Any) -> None:
@@ -123,7 +167,7 @@ def reset() -> None:
     none had been), and close the ``LocalCluster`` and client woflo started, if any."""
     global _client
     with _lock:
-        _settings.update(client=None, address=None, restart_workers=False)
+        _settings.update(client=None, address=None, restart_workers=False, dashboard_address=None)
         _client = None
     _close_owned()
 
