@@ -86,3 +86,29 @@ def _listening_on(ports: list[int]) -> set[str]:
             raw = bytes.fromhex(address)[::-1]
             hosts.add(".".join(str(b) for b in raw))
     return hosts
+
+
+def test_a_script_without_a_main_guard_runs_on_the_implicit_cluster(tmp_path: Any) -> None:
+    """The cluster runs in a process of its own: Dask's worker processes never re-import the
+    script, so its top-level task calls run once, in the script."""
+    script = tmp_path / "guardless.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from woflo import task
+
+            @task(runner="dask", retries=1)
+            def double(x):
+                return 2 * x
+
+            print("top level", flush=True)
+            print([double(i).get_result(timeout=60) for i in range(3)], flush=True)
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["top level", "[0, 2, 4]"]
+    assert "Nanny failed" not in result.stderr

@@ -2,8 +2,9 @@
 
 The cluster is, in this order of preference: the ``distributed.Client`` given to
 :func:`configure`, the scheduler at ``configure(address=...)`` or ``WOFLO_DASK_ADDRESS``, or a
-``LocalCluster`` (worker processes) started on first use and closed at interpreter exit. That
-implicit cluster listens on loopback only, over TLS with a certificate made for it (another
+``LocalCluster`` (worker processes) started on first use, in a process of its own (so scripts
+need no ``__main__`` guard), and closed at interpreter exit. That implicit cluster listens on
+loopback only, over TLS with a certificate made for it (another
 local process cannot connect to it and run code as the program's user), and has no dashboard
 unless ``configure(dashboard_address=...)`` asks for one.
 
@@ -114,8 +115,8 @@ def get_client() -> Any:
                 _client = distributed.Client(address, set_as_default=False)
                 _owned.append(_client)
             else:
-                cluster, security = _local_cluster(distributed)
-                _client = distributed.Client(cluster, security=security, set_as_default=False)
+                cluster, (address, security) = _local_cluster(distributed)
+                _client = distributed.Client(address, security=security, set_as_default=False)
                 _owned.extend([_client, cluster])
                 atexit.register(_close_owned)
         _warm_callbacks(_client)
@@ -123,9 +124,18 @@ def get_client() -> Any:
 
 
 def _local_cluster(distributed: Any) -> tuple[Any, Any]:
-    """woflo's own ``LocalCluster``: on loopback only, TLS with a certificate made for it (no
-    other process can connect, let alone submit work that would run as this user), and no
-    dashboard unless :func:`configure` asked for one."""
+    """woflo's own ``LocalCluster`` (:mod:`._cluster`), in a process of its own, so that its
+    worker processes never re-import the caller's ``__main__``: on loopback only, TLS with a
+    certificate made for it (no other process can connect, let alone submit work that would
+    run as this user), and no dashboard unless :func:`configure` asked for one.
+
+    :return: the process (its standard input kept open: closing it ends the cluster) and the
+        scheduler's address.
+    """
+    import pickle
+    import subprocess
+    import sys
+
     from distributed.security import Security
 
     try:
@@ -134,20 +144,46 @@ def _local_cluster(distributed: Any) -> tuple[Any, Any]:
         raise WofloError(
             f"the implicit Dask cluster needs the 'cryptography' package; {EXTRA_HINT}"
         ) from exc
-    cluster = distributed.LocalCluster(
-        processes=True,
-        host="127.0.0.1",
-        protocol="tls://",
-        security=security,
-        # the scheduler's HTTP server (health, metrics) starts even without a dashboard:
-        # on loopback, on a free port, unless a dashboard was asked for
-        scheduler_kwargs={
-            "dashboard": _settings["dashboard_address"] is not None,
-            "dashboard_address": _settings["dashboard_address"] or "127.0.0.1:0",
-        },
-        silence_logs=40,
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from woflo_plugins.dask._cluster import main; main()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # out of the terminal's process group: Ctrl-C is the caller's
     )
-    return cluster, security
+    assert process.stdin is not None
+    assert process.stdout is not None
+    settings = {"security": security, "dashboard_address": _settings["dashboard_address"]}
+    process.stdin.write(pickle.dumps(settings))
+    process.stdin.flush()
+    address = process.stdout.readline().decode().strip()
+    if not address.startswith("tls://"):
+        process.kill()
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+        raise WofloError(
+            "woflo's local Dask cluster did not start (its process exited with code "
+            f"{process.returncode}); configure(client=...) or WOFLO_DASK_ADDRESS to use another"
+        )
+    return _ClusterProcess(process), (address, security)
+
+
+class _ClusterProcess:
+    """The process running woflo's own cluster; :meth:`close` ends it."""
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+
+    def close(self) -> None:
+        process = self._process
+        try:
+            process.stdin.close()  # end of input: the cluster closes and the process exits
+            process.wait(timeout=20)
+        except Exception:
+            process.kill()
+            process.wait()
+        finally:
+            process.stdout.close()
 
 
 def _warm_callbacks(client: Any) -> None:
