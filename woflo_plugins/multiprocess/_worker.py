@@ -19,7 +19,6 @@ log record goes to the caller as it is logged, tagged with the attempt, and none
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from woflo import TaskCall, remote
 from woflo_plugins.multiprocess import _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
+from woflo_plugins.multiprocess._zygote import reaped
 
 
 def serve(conn: Channel, log_level: int) -> int:
@@ -96,10 +96,5 @@ def serve(conn: Channel, log_level: int) -> int:
 def _reap_orphans() -> None:
     """Reap exited processes the attempt left (the worker is a subreaper: orphans of the
     task's children become its own), so none stays a zombie while the worker lives."""
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _pid, _status in reaped():
+        pass

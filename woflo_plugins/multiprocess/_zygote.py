@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 RECORD = struct.Struct("=c8sq")  # kind, token / pid, value
@@ -187,6 +188,18 @@ def main() -> None:
                 return
 
 
+def reaped() -> Iterator[tuple[int, int]]:
+    """``(pid, wait status)`` of every child of this process that has exited, reaped now."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
+
+
 def _leave(ctl: socket.socket, children: set[int]) -> None:
     _shutdown(children)
     ctl.close()
@@ -196,13 +209,7 @@ def _reap(ctl: socket.socket, children: set[int]) -> bool:
     """Reap exited workers and report them, and kill what they left behind; ``False`` if the
     caller is gone."""
     exited = False
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
+    for pid, status in reaped():
         if pid not in children:  # a stray (see _kill_strays), now reaped
             continue
         exited = True
