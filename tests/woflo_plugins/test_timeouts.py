@@ -266,8 +266,11 @@ def test_no_attempt_starts_after_the_total_budget(tmp_path: Path, runs: list[Any
     assert run.state is RunState.TIMED_OUT
     count = attempts_in(tmp_path)
     assert 2 <= count < 11
-    assert run.attempts == count
-    assert [type(e) for e in run.errors] == [TaskTimeout] * count
+    # the last attempt may have been handed to a worker and killed by the budget before its
+    # body could record itself: it counts as started all the same
+    assert count <= run.attempts <= count + 1
+    assert {type(e) for e in run.errors} == {TaskTimeout}
+    assert run.attempts <= len(run.errors) <= run.attempts + 1  # + "budget spent before N"
     starts = [float(read(tmp_path, "start", n)) for n in range(1, count + 1)]
     assert all(s < start + budget for s in starts), [s - start for s in starts]
     assert run.duration < budget + SLACK
