@@ -79,14 +79,6 @@ def invalid(expected: str, value: Any, *, wrong_type: bool = False) -> OptionErr
     return error
 
 
-def _wrong_type(expected: str, value: Any) -> OptionError:
-    return invalid(expected, value, wrong_type=True)
-
-
-def _wrong_value(expected: str, value: Any) -> OptionError:
-    return invalid(expected, value)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -106,9 +98,9 @@ def whole_number(*, minimum: int = 0, none: bool = False, infinite: bool = False
         if (value is None and none) or (infinite and value == math.inf):
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            raise _wrong_type(expected, value)
+            raise invalid(expected, value, wrong_type=True)
         if value < minimum:
-            raise _wrong_value(expected, value)
+            raise invalid(expected, value)
         return value
 
     return Validator(expected, check)
@@ -137,14 +129,14 @@ def number(
         if value is None and none:
             return None
         if not _is_number(value):
-            raise _wrong_type(expected, value)
+            raise invalid(expected, value, wrong_type=True)
         try:
             result = float(value)
         except OverflowError:  # an int too large for a float
             result = math.inf
         out_of_range = result < minimum or (exclusive and result == minimum)
         if math.isnan(result) or (math.isinf(result) and not infinite) or out_of_range:
-            raise _wrong_value(expected, value)
+            raise invalid(expected, value)
         return result
 
     return Validator(expected, check)
@@ -160,7 +152,7 @@ def boolean() -> Validator:
 
     def check(value: Any) -> bool:
         if not isinstance(value, bool):
-            raise _wrong_type("True or False", value)
+            raise invalid("True or False", value, wrong_type=True)
         return value
 
     return Validator("True or False", check)
@@ -175,7 +167,7 @@ def exception_types() -> Validator:
         if not types or not all(
             isinstance(t, type) and issubclass(t, BaseException) for t in types
         ):
-            raise _wrong_type(expected, value)
+            raise invalid(expected, value, wrong_type=True)
         return types
 
     return Validator(expected, check)
@@ -187,7 +179,7 @@ def callable_or_none(signature: str = "a callable") -> Validator:
 
     def check(value: Any) -> Any:
         if value is not None and not callable(value):
-            raise _wrong_type(expected, value)
+            raise invalid(expected, value, wrong_type=True)
         return value
 
     return Validator(expected, check)

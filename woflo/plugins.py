@@ -283,17 +283,6 @@ class PluginSystem:
         """Every hook name of the specification."""
         return hookspecs.hook_names()
 
-    def runner_options(self, runner: type[BaseTaskRun[Any]]) -> list[str]:
-        """The names of the options a task on ``runner`` may be given (core ones included)."""
-        return [
-            *CORE_OPTIONS,
-            *(
-                name
-                for name, option in self.options.items()
-                if option.runners is None or runner.name in option.runners
-            ),
-        ]
-
     # ---- internals ----------------------------------------------------------------------
 
     def _impls_of(self, plugin: object) -> list[Any]:

@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.woflo import test_run
 from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl, task
 from woflo.errors import (
     ArgumentNotPicklable,
@@ -31,17 +31,10 @@ from woflo.testing import add
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class Threaded(BaseTaskRun[Any]):
-    """The ~10-line runner of the plugin guide: each attempt in a thread of its own."""
+class Threaded(test_run.Threaded):
+    """test_run's thread runner (each attempt in a thread of its own), under its own name."""
 
     name = "threaded-interface"
-
-    def start_attempt(self, call: TaskCall) -> None:
-        def work() -> None:
-            self.report_started(call)
-            self.report_finished(call, self.execute(call))
-
-        threading.Thread(target=work, daemon=True).start()
 
 
 # ---- the deprecated names ----------------------------------------------------------------------

@@ -195,10 +195,6 @@ class Pool:
         except OSError:
             pass  # the worker died; its exit report ends the attempt
 
-    def _report(self, job: Job, outcome: Outcome) -> None:
-        """Report the end of ``job``'s attempt to its run."""
-        _endings.report(job, outcome)
-
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -343,7 +339,7 @@ class Pool:
         if following is not None and early:
             self._start(worker, following)
         try:
-            self._report(job, outcome)
+            _endings.report(job, outcome)
         finally:
             if following is not None and not early:
                 self._start(worker, following)
@@ -374,7 +370,7 @@ class Pool:
         if job is None:
             return
         error = _endings.stopped(job) if job.killed else _endings.crashed(job, pid, exitcode)
-        self._report(job, Outcome(error=error))
+        _endings.report(job, Outcome(error=error))
 
     def _on_time(self, now: float) -> None:
         retire: list[Worker] = []
@@ -427,7 +423,7 @@ class Pool:
         os.close(self._wake_r)
         os.close(self._wake_w)
         for job in jobs:
-            self._report(job, Outcome(error=error))
+            _endings.report(job, Outcome(error=error))
 
 
 def _report_internal(error: BaseException, what: str) -> None:
