@@ -2,22 +2,22 @@
 
 Data flow::
 
-    caller thread                  watcher thread (one)                 zygote      workers
-    -------------                  --------------------                 ------      -------
+    caller thread                  the watch (one thread at a time)     zygote      workers
+    -------------                  --------------------------------     ------      -------
     submit(job) --idle worker--> send job ----------------------------------------> execute
         \\--none idle--> pending ->  spawn request  --- fd over ctl --->  fork -----> (new)
                                    <-- "P" token pid ---------------------/
                                    assign pending job, send ---------------------> execute
                                    <-- log records, result ----------------------------/
-                                   run.report_finished(), next pending job
+                                   after the turn: run.report_finished(), log records
     stop() -> killpg(SIGTERM) ...  grace, then killpg(SIGKILL)
                                    <-- "X" pid exitcode (the zygote reaped it) --/
-                                   crash/stop/timeout outcome for its attempt
 
-One thread multiplexes every worker with one ``selectors`` selector. Which job goes where and
-when workers start is :mod:`._schedule`'s (plain data under the pool's lock); this module does
-the I/O it decides. Idle workers retire after ``idle_timeout`` seconds. Reporting to the runs
-is the core's public runner interface (``report_started``, ``report_finished``).
+One thread multiplexes every worker with one ``selectors`` selector, in turns; what a turn
+finds is delivered to the runs (the caller's hooks and handlers run) after it, and a standby
+takes over the watch from a delivery that takes long (:mod:`._relay`). Which job goes where
+and when workers start is :mod:`._schedule`'s (plain data under the pool's lock); this module
+does the I/O it decides. Idle workers retire after ``idle_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from woflo.errors import PoolBroken, TaskStopped
 from woflo_plugins.multiprocess import _endings, _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
 from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
+from woflo_plugins.multiprocess._relay import Relay
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
 
 __all__ = ["Pool", "PoolBroken"]
@@ -68,8 +69,8 @@ class Pool:
         os.set_blocking(self._wake_r, False)
         self._selector = selectors.DefaultSelector()  # the watcher's: registered once each
         self._zygote: ZygoteLink | None = None
-        self._thread = threading.Thread(target=self._watch, name="woflo-multiprocess", daemon=True)
-        self._thread.start()
+        self._relay = Relay(self._turn, "woflo-multiprocess")
+        self._relay.start()
 
     @property
     def max_workers(self) -> int | None:
@@ -165,8 +166,8 @@ class Pool:
         with self._lock:
             self._closed = True
         self._wake()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=10)
+        if not self._relay.is_ours():
+            self._relay.join(timeout=10)
 
     def _new_worker(self) -> Worker:
         """A worker to start: its socket pair, one end queued for the zygote (under the lock)."""
@@ -177,10 +178,16 @@ class Pool:
 
     # ---- the watcher thread -----------------------------------------------------------------
 
-    def _start(self, worker: Worker, job: Job) -> None:
-        """Hand ``job`` to ``worker`` (from the watcher thread, or the caller's)."""
+    def _start(self, worker: Worker, job: Job, *, watcher: bool = False) -> None:
+        """Hand ``job`` to ``worker``, from the caller's thread or (``watcher``) the watch, whose
+        report of the start is delivered after its turn."""
+        if worker.job is not job or worker.eof:
+            return  # its worker died meanwhile, and the job ended with it
         if job.run is not None:
-            job.run.report_started(job.call)
+            if watcher:
+                self._relay.add(job.call.run_id, job.run.report_started, job.call)
+            else:
+                job.run.report_started(job.call)
         entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)
@@ -201,54 +208,57 @@ class Pool:
         except (BlockingIOError, OSError):
             pass
 
-    def _watch(self) -> None:
-        try:
-            self._zygote = ZygoteLink()
-        except Exception as exc:
-            self._break(PoolBroken(f"could not start the worker pool: {exc}"))
-            return
+    def _turn(self) -> bool:
+        """One round of the watch (the relay's): ``False`` once it is over and every run the
+        pool held has its ending queued."""
         try:
             error = self._serve()
         except BaseException as exc:  # a dead watcher must never mean a silent hang
             error = PoolBroken(f"the multiprocess pool's watcher thread failed: {exc!r}")
             error.__cause__ = exc
             _report_internal(exc, "the pool's watcher thread failed; its runs fail")
-        if error is not None:
-            self._break(error)
+        if error is None:
+            return True
+        self._break(error)
+        return False
 
     def _serve(self) -> BaseException | None:
-        """The watcher's loop; returns the error to end every run with (``None``: done)."""
+        """Wait for the next event (or deadline) and handle it: ``None`` to go on, else the
+        error to end every run with."""
         zygote = self._zygote
-        assert zygote is not None
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._selector.register(zygote.socket, selectors.EVENT_READ, zygote)
-        while True:
-            with self._lock:
-                if self._closed:
-                    break
-                now = time.monotonic()
-                if self._schedule.pending:  # at every turn: no spawn deadline passes unchecked
-                    self._schedule.plan_spawns(now)
-                timeout = self._schedule.next_deadline(now, self.idle_timeout)
-                spawns, self._spawn_queue = self._spawn_queue, []
-            if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
-                timeout = _LONGEST_WAIT
+        if zygote is None:  # the first turn
             try:
-                for token, theirs in spawns:
-                    zygote.spawn(token, theirs)
-            finally:
-                for _token, theirs in spawns:
-                    theirs.close()  # sent (or never to be): ours alone hold the worker's end
-            for key, _events in self._selector.select(timeout):
-                if key.data is None:
-                    drain(self._wake_r)
-                elif key.data is zygote:
-                    if not self._read_zygote(zygote):
-                        return PoolBroken("the worker pool's zygote process died")
-                elif not key.data.eof:
-                    self._read_worker(key.data)
-            self._on_time(time.monotonic())
-        return TaskStopped("the multiprocess pool was shut down")
+                zygote = self._zygote = ZygoteLink()
+            except Exception as exc:
+                return PoolBroken(f"could not start the worker pool: {exc}")
+            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+            self._selector.register(zygote.socket, selectors.EVENT_READ, zygote)
+        self._on_time(time.monotonic())  # (the last turn's deadlines: after its deliveries)
+        with self._lock:
+            if self._closed:
+                return TaskStopped("the multiprocess pool was shut down")
+            now = time.monotonic()
+            if self._schedule.pending:  # at every turn: no spawn deadline passes unchecked
+                self._schedule.plan_spawns(now)
+            timeout = self._schedule.next_deadline(now, self.idle_timeout)
+            spawns, self._spawn_queue = self._spawn_queue, []
+        if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
+            timeout = _LONGEST_WAIT
+        try:
+            for token, theirs in spawns:
+                zygote.spawn(token, theirs)
+        finally:
+            for _token, theirs in spawns:
+                theirs.close()  # sent (or never to be): ours alone hold the worker's end
+        for key, _events in self._selector.select(timeout):
+            if key.data is None:
+                drain(self._wake_r)
+            elif key.data is zygote:
+                if not self._read_zygote(zygote):
+                    return PoolBroken("the worker pool's zygote process died")
+            elif not key.data.eof:
+                self._read_worker(key.data)
+        return None
 
     def _read_zygote(self, zygote: ZygoteLink) -> bool:
         report = zygote.read()
@@ -271,7 +281,7 @@ class Pool:
                 else:
                     self._schedule.assign(worker, job)
             if job is not None:
-                self._start(worker, job)
+                self._hand(worker, job)
         else:
             self._worker_exited(int.from_bytes(token, "little"), value)
         return True
@@ -288,9 +298,12 @@ class Pool:
     def _read_worker(self, worker: Worker) -> None:
         try:
             kind, duration, blob = _wire.unpack_reply(worker.conn.recv_bytes())
-            if kind == b"l":
-                _endings.emit_log(remote.loads(blob))  # (a record that does not unpickle is a
-                return  # broken worker; a handler that raises is the caller's, said on stderr)
+            if kind == b"l":  # (a record that does not unpickle is a broken worker; a
+                record = remote.loads(blob)  # handler that raises is the caller's, on stderr)
+                job = worker.job
+                key = job.call.run_id if job is not None else record.get("run_id")
+                self._relay.add(key, _endings.emit_log, record)
+                return
         except (EOFError, OSError):
             self._unwatch(worker)  # its exit report from the zygote follows
             return
@@ -333,16 +346,23 @@ class Pool:
             worker.conn.close()
         # A small next job goes out first, so the worker starts on it while this result is
         # delivered (its frame fits in the socket buffer, empty now: the send cannot block). A
-        # large one only after: its send can block (a worker slow to read, or stopped), and
-        # this result, already here, must not wait for that.
+        # large one is sent after the delivery, as a piece of its own: its send can block (a
+        # worker slow to read, or stopped), and this result, already here, must not wait for
+        # that; nor does the watch, which a standby takes over from a send that takes long.
         early = following is not None and following.frame_size() <= EARLY_SEND
-        if following is not None and early:
-            self._start(worker, following)
-        try:
-            _endings.report(job, outcome)
-        finally:
-            if following is not None and not early:
-                self._start(worker, following)
+        if early:
+            self._start(worker, following, watcher=True)
+        self._relay.add(job.call.run_id, _endings.report, job, outcome)
+        if following is not None and not early:
+            self._hand(worker, following)
+
+    def _hand(self, worker: Worker, job: Job) -> None:
+        """Hand ``job`` to ``worker`` from the watch: now if small, else as a piece of its
+        run's (a large send can block, and a standby takes over the watch from it)."""
+        if job.frame_size() <= EARLY_SEND:
+            self._start(worker, job, watcher=True)
+        else:
+            self._relay.add(job.call.run_id, self._start, worker, job)
 
     def _worker_exited(self, pid: int, exitcode: int) -> None:
         worker = self._schedule.alive.get(pid)
@@ -370,7 +390,7 @@ class Pool:
         if job is None:
             return
         error = _endings.stopped(job) if job.killed else _endings.crashed(job, pid, exitcode)
-        _endings.report(job, Outcome(error=error))
+        self._relay.add(job.call.run_id, _endings.report, job, Outcome(error=error))
 
     def _on_time(self, now: float) -> None:
         retire: list[Worker] = []
@@ -423,7 +443,7 @@ class Pool:
         os.close(self._wake_r)
         os.close(self._wake_w)
         for job in jobs:
-            _endings.report(job, Outcome(error=error))
+            self._relay.add(job.call.run_id, _endings.report, job, Outcome(error=error))
 
 
 def _report_internal(error: BaseException, what: str) -> None:

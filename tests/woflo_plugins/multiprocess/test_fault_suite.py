@@ -510,9 +510,14 @@ class _PausingHandler(logging.Handler):
 
 
 @pytest.fixture
-def pause_watcher() -> Iterator[tuple[str, _PausingHandler]]:
+def pause_watcher(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _PausingHandler]]:
     """A logger whose records, sent by a task, hold the caller's watcher thread: meanwhile
-    nobody reads the workers' sockets, nor hands them jobs."""
+    nobody reads the workers' sockets, nor hands them jobs. (Normally a standby thread takes
+    over the watch from a thread held in the caller's code; here it is kept from doing so, to
+    hold the I/O as a stalled machine or a long blocking send would.)"""
+    from woflo_plugins.multiprocess import _relay
+
+    monkeypatch.setattr(_relay, "TAKE_OVER_AFTER", 3600.0)
     name = "woflo.tests.fault_suite.pause"
     handler = _PausingHandler()
     logger = logging.getLogger(name)
@@ -620,6 +625,33 @@ def test_stop_while_a_100_mb_argument_is_in_flight_from_the_watcher(
         _kill_if_alive(pid)
     assert isinstance(second.exception(), TaskStopped)
     assert second.state.value == "stopped"
+    assert_still_works()
+
+
+def test_a_worker_that_reads_nothing_while_handed_a_large_job_stalls_no_other_run(
+    configure: Any, gate: Gate
+) -> None:
+    """As above, but nothing holds the watcher: while its send of 100 MB to the stopped worker
+    blocks, a standby thread takes over the watch, so another worker is started and its run
+    delivered; ``stop()`` of the stuck run still ends it."""
+    configure(max_workers=1, kill_grace=30)
+    measure = task(len)
+    first = stops_itself_after_returning(gate.path, "woflo.tests.fault_suite.unheld")
+    pid = gate.pid("stopper")
+    try:
+        second: Any = measure(b"a" * SIZE)
+        gate.release()
+        assert first.get_result(timeout=TIMEOUT) == pid
+        wait_for(lambda: process_state(pid) == "T", what="the worker to stop itself")
+        wait_for(lambda: second.state is RunState.RUNNING, what="the job to be handed over")
+        configure(max_workers=2)
+        assert add(2, 3).get_result(timeout=5) == 5  # (before the standby: stuck behind the send)
+        assert second.is_running()
+        assert second.stop() is True
+        wait_gone([pid], timeout=5)
+    finally:
+        _kill_if_alive(pid)
+    assert isinstance(second.exception(), TaskStopped)
     assert_still_works()
 
 
@@ -894,7 +926,7 @@ def test_random_calls_stops_waits_and_kills_against_a_model(
 def test_the_reliability_table_names_existing_tests() -> None:
     doc = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8")
     rows = [line for line in doc.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
-    assert [int(row.split("|")[1]) for row in rows] == list(range(1, 37))
+    assert [int(row.split("|")[1]) for row in rows] == list(range(1, 39))
     for row in rows:
         names = re.findall(r"`([\w/]+\.py)::(\w+)(?:\[[^\]]*\])?`", row)
         assert names, row
