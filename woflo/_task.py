@@ -121,7 +121,13 @@ class Task(Generic[P, R]):
         token = self.__dict__.get("_token")
         if token is None:
             token = self.__dict__.setdefault("_token", os.urandom(8))
-        return (_rebuild, (token, self.fn, self._runner_arg, self.name, self.plugins, self._given))
+        options = self._system.options
+        given = {
+            name: value
+            for name, value in self._given.items()
+            if not (name in options and options[name].caller_only)
+        }
+        return (_rebuild, (token, self.fn, self._runner_arg, self.name, self.plugins, given))
 
 
 def _lookup(module: str, qualname: str) -> Task[..., Any]:

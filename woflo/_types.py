@@ -95,6 +95,9 @@ class TaskOption:
     :param runners: the names of the runners that honour the option; ``None`` (the default)
         for every runner. Giving it to a task on another runner fails at decoration, naming
         the runner (``max_concurrency`` is ``("multiprocess",)``).
+    :param caller_only: the option is read in the calling process only (a retry policy, a
+        time limit): it stays out of the task when the task is sent to a worker by value, so
+        its value need not be picklable (a ``retry_if`` closure over a run, a lock).
     """
 
     name: str
@@ -102,3 +105,4 @@ class TaskOption:
     validate: Callable[[Any], Any] | None = None
     help: str = ""
     runners: tuple[str, ...] | None = None
+    caller_only: bool = False

@@ -32,6 +32,7 @@ import math
 import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from woflo import BaseTaskRun, Outcome, TaskOption, hookimpl
@@ -115,7 +116,7 @@ def _check_sleep_time(value: Any) -> float | tuple[float, ...]:
 
 @hookimpl
 def woflo_add_options() -> Iterable[TaskOption]:
-    return [
+    options = [
         TaskOption(
             "retries",
             0,
@@ -144,6 +145,7 @@ def woflo_add_options() -> Iterable[TaskOption]:
             "predicate (error, attempt) -> bool",
         ),
     ]
+    return [replace(option, caller_only=True) for option in options]  # (the caller retries)
 
 
 @hookimpl

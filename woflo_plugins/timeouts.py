@@ -35,8 +35,8 @@ _LIMIT = Validator(_SECONDS.expected, _no_limit_if_infinite)
 @hookimpl
 def woflo_add_options() -> Iterable[TaskOption]:
     return [
-        TaskOption("timeout", None, _LIMIT, "seconds an attempt may run"),
-        TaskOption("total_timeout", None, _LIMIT, "seconds the whole run may take"),
+        TaskOption("timeout", None, _LIMIT, "seconds an attempt may run", caller_only=True),
+        TaskOption("total_timeout", None, _LIMIT, "seconds the run may take", caller_only=True),
     ]
 
 

@@ -242,6 +242,7 @@ def woflo_add_options() -> Iterable[TaskOption]:
             validate=whole_number(minimum=1, none=True, infinite=True),
             help="most runs of this task executing at once (others wait pending)",
             runners=("multiprocess",),
+            caller_only=True,
         )
     ]
 

@@ -243,6 +243,24 @@ def test_a_retry_predicate_that_waits_for_another_run_does_not_deadlock(
     assert other.state is RunState.COMPLETED
 
 
+def test_a_retry_predicate_need_not_be_picklable(configure: Any) -> None:
+    """The retry policy is the caller's: a ``retry_if`` closure over a lock (or a run) stays
+    in the caller, and the task still goes to a worker by value."""
+    import threading
+
+    lock = threading.Lock()
+    asked: list[int] = []
+
+    def predicate(error: BaseException, attempt: int) -> bool:
+        with lock:
+            asked.append(attempt)
+        return attempt < 2
+
+    run = task(retries=5, retry_if=predicate, timeout=30)(fail.fn)("no")
+    assert run.wait(TIMEOUT)
+    assert (run.state, run.attempts, asked) == (RunState.FAILED, 2, [1, 2])
+
+
 def test_a_slow_hook_does_not_hold_up_other_runs(
     configure: Any, plugins: Any, runs: list[Any]
 ) -> None:
