@@ -30,3 +30,13 @@ def iterations_for(seconds: float) -> int:
         if spent > 0.05:
             return max(1, int(n * seconds / spent))
         n *= 2
+
+
+def log_events(count: int) -> int:
+    """``count`` structlog events with two fields each (the forwarding benchmark)."""
+    import structlog
+
+    log = structlog.get_logger("bench")
+    for i in range(count):
+        log.info("tick", seq=i, table="users")
+    return count

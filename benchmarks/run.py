@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _tasks import busy, iterations_for, noop, sleep  # noqa: E402  (importable by every system's workers)
+from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
 from woflo.runners import SequentialTaskRun  # noqa: E402
@@ -450,6 +450,52 @@ def logging_cost(systems: Systems, n: int) -> dict[str, System]:
     }
 
 
+def event_forwarding(systems: Systems, n: int) -> dict[str, System]:
+    """A structlog event from a worker to the caller's output, against the same event logged
+    in-process: per event, seconds. The caller renders JSON to /dev/null; its configuration
+    is in place only while each measure runs."""
+    import structlog
+
+    sink = open(os.devnull, "w")  # noqa: SIM115  (for the life of the benchmark)
+
+    def configured(measure: Callable[[], float]) -> System:
+        def run() -> float:
+            structlog.configure(
+                processors=[
+                    structlog.contextvars.merge_contextvars,
+                    structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"),
+                    structlog.processors.JSONRenderer(),
+                ],
+                logger_factory=structlog.PrintLoggerFactory(sink),
+            )
+            try:
+                return measure()
+            finally:
+                structlog.reset_defaults()
+
+        return run
+
+    remote = woflo.task(name="log_events")(log_events)
+    here = woflo.task(name="log_events", runner="sequential")(log_events)
+    remote(10).get_result()  # warm: a worker that has the task
+
+    def timed(call: Callable[[], Any]) -> float:
+        start = time.perf_counter()
+        call()
+        return (time.perf_counter() - start) / n
+
+    return {
+        "woflo: from a worker, rendered by the caller": configured(
+            lambda: timed(lambda: remote(n).get_result())
+        ),
+        "structlog in-process, in a woflo sequential task": configured(
+            lambda: timed(lambda: here(n).get_result())
+        ),
+        "structlog in-process, plain loop": configured(lambda: timed(lambda: log_events(n))),
+    }
+
+
 def dask_overhead(systems: Systems, n: int) -> dict[str, System]:
     """n no-op runs through DaskTaskRun against plain client.submit, same cluster: s per call."""
     if not hasattr(systems, "dask_client"):
@@ -571,6 +617,13 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             "logging",
             f"logging plugin cost, {n_small:,} runs (µs per call)",
             lambda: logging_cost(s, n_small),
+            1e6,
+        ),
+        (
+            "forwarding",
+            f"structlog event forwarding: {n_small * 5:,} events, worker vs in-process "
+            "(µs per event)",
+            lambda: event_forwarding(s, n_small * 5),
             1e6,
         ),
         (

@@ -7,6 +7,7 @@ up as a failure, never as a hung test run.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -80,3 +81,14 @@ def children_of(ppid: int) -> set[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
             found.add(int(entry))
     return found
+
+
+class Keep(logging.Handler):
+    """A logging handler that keeps every record it is given, at any level."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

@@ -118,6 +118,17 @@ class Hooks:
         except BaseException as error:
             return Outcome(error=error)
 
+    def forwarded_log(self, message: dict[str, Any]) -> bool | None:
+        """Hand a log message a plugin sent from another process to the plugin that renders
+        it; ``None`` if none does. An exception is reported on stderr, never raised."""
+        try:
+            return self._relay.woflo_forwarded_log(message=message)  # type: ignore[no-any-return]
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            return True
+
     @staticmethod
     def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
         for impl in reversed(caller.get_hookimpls()):

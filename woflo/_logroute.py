@@ -25,12 +25,44 @@ Sink = Callable[[bytes], object]
 
 def emit_record(record: bytes | bytearray | memoryview | dict[str, Any]) -> None:
     """In the caller: hand a log record captured in another process to the logger of the
-    same name, with its level, time, pid and the run's ``task``, ``run_id``, ``attempt``."""
+    same name, with its level, time, pid and the run's ``task``, ``run_id``, ``attempt``; a
+    message a plugin sent with :func:`forward_log` goes to the ``woflo_forwarded_log`` hook."""
     data = pickle.loads(record) if isinstance(record, bytes | bytearray | memoryview) else record
+    if FORWARDED in data:
+        from woflo.plugins import get_plugin_system
+
+        if get_plugin_system().hooks.forwarded_log(data):
+            return
+        data = {"name": "woflo", "levelno": logging.WARNING, "levelname": "WARNING",
+                "msg": f"a forwarded log message no plugin renders: {data!r}"}  # fmt: skip
     log_record = logging.makeLogRecord(data)
     logger = logging.getLogger(log_record.name)
     if logger.isEnabledFor(log_record.levelno):
         logger.handle(log_record)
+
+
+FORWARDED = "woflo_forwarded"
+"""The key that marks a :func:`forward_log` message (its value: the plugin's kind of message)."""
+
+
+def forward_log(message: dict[str, Any]) -> bool:
+    """Send ``message`` (a plain dict with :data:`FORWARDED` set) to the caller, as the records
+    of the attempt running here go; ``False`` when nothing is captured here (this process is
+    the caller, or no attempt runs), so the message is the sender's to handle.
+
+    Values that do not pickle travel as their ``repr`` (one level deep into dict values)."""
+    target = _target()
+    if target is None:
+        return False
+    target[0](_pickle_plain(message))
+    return True
+
+
+def log_context() -> dict[str, Any] | None:
+    """``task``, ``run_id`` and ``attempt`` of the attempt this thread's log records go with,
+    or ``None`` when nothing is captured here (see :func:`forward_log`)."""
+    target = _target()
+    return target[1] if target is not None else None
 
 
 class _Dedicated:
@@ -126,15 +158,21 @@ def is_dedicated() -> bool:
     return _dedicated is not None
 
 
+def _target() -> tuple[Sink, dict[str, Any]] | None:
+    """The sink and run context of what is logged here now, if anything is captured."""
+    target = _capture.get()
+    if target is None and _dedicated is not None:
+        target = _dedicated.current
+        if target is None and _dedicated.sink is not None:
+            target = (_dedicated.sink, {})
+    return target
+
+
 class _CaptureHandler(logging.Handler):
     """Sends each record to the sink of the attempt that logged it."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        target = _capture.get()
-        if target is None and _dedicated is not None:
-            target = _dedicated.current
-            if target is None and _dedicated.sink is not None:
-                target = (_dedicated.sink, {})
+        target = _target()
         if target is None:
             return
         sink, context = target
@@ -171,23 +209,44 @@ def pickle_record(record: logging.LogRecord, context: dict[str, Any]) -> bytes:
     data["exc_info"] = None
     for key, value in context.items():
         data.setdefault(key, value)
+    return _pickle_plain(data)
+
+
+def _pickle_plain(data: dict[str, Any]) -> bytes:
     try:
         return pickle.dumps(data, PROTOCOL)
     except Exception:
         pass
-    plain = {}
-    for key, value in data.items():
-        try:
-            pickle.dumps(value, PROTOCOL)
-        except Exception:
-            value = repr(value)
-        plain[key] = value
-    return pickle.dumps(plain, PROTOCOL)
+    return pickle.dumps(
+        {k: _plain(v) if isinstance(v, dict) else _picklable(v) for k, v in data.items()},
+        PROTOCOL,
+    )
+
+
+def _plain(data: dict[Any, Any]) -> dict[Any, Any]:
+    return {_picklable(k): _picklable(v) for k, v in data.items()}
+
+
+def _picklable(value: Any) -> Any:
+    try:
+        pickle.dumps(value, PROTOCOL)
+    except Exception:
+        return repr(value)
+    return value
 
 
 def route_structlog() -> None:
-    """Send structlog events through stdlib logging (hence to the caller), unless structlog
-    is configured in this process (then its configuration holds, here)."""
+    """Deprecated: send structlog events through stdlib logging, unless structlog is
+    configured in this process. The logging plugin now forwards structlog events to the
+    caller as event dicts, rendered there (:func:`execute` no longer calls this)."""
+    import warnings
+
+    warnings.warn(
+        "woflo.remote.route_structlog() is deprecated: the logging plugin forwards structlog "
+        "events from workers by itself",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     structlog = sys.modules.get("structlog")
     if structlog is None or structlog.is_configured():
         return

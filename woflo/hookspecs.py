@@ -30,6 +30,8 @@ Hooks come in four families, in this order of a run's life:
   (``@hookimpl(wrapper=True)``) to bind log context or open a tracing span; such plugins must be
   importable in the worker. Unlike lifecycle hooks, an exception raised by an execution wrapper
   is the attempt's failure (it may be retried), since it happened where the task ran.
+  ``woflo_forwarded_log`` (``firstresult``) renders, in the caller, a log message a plugin's
+  code sent from the worker with :func:`woflo.remote.forward_log`.
 """
 
 from __future__ import annotations
@@ -232,4 +234,20 @@ def woflo_execute_attempt(call: TaskCall) -> Outcome:  # type: ignore[empty-body
     :param call: what to execute: ``call.fn``, ``call.args``, ``call.kwargs``, and
         ``call.task_name``, ``call.run_id``, ``call.attempt`` for context.
     :return: the attempt's :class:`woflo.Outcome`.
+    """
+
+
+@hookspec(firstresult=True)
+def woflo_forwarded_log(message: dict[str, Any]) -> bool | None:
+    """Render, in the calling process, a log message a plugin sent from where an attempt ran.
+
+    Fires in the calling process, on the thread that delivers the attempt's log records, once
+    per message, in the order they were sent. A plugin's code in a worker sends a plain dict
+    with :func:`woflo.remote.forward_log` (``message[woflo.remote.FORWARDED]`` names its
+    kind); it travels with the attempt's log records, and this hook gets it in the caller.
+    The logging plugin forwards structlog events this way and renders them with the
+    caller's structlog configuration.
+
+    :param message: the dict as sent (values that did not pickle are their ``repr``).
+    :return: ``True`` when this implementation rendered it. First non-``None`` result wins.
     """

@@ -40,9 +40,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from woflo._logroute import (
+    FORWARDED,
     emit_record,
+    forward_log,
     init_worker,
     is_dedicated,
+    log_context,
     pickle_record,
     route_structlog,
     start_capture,
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from woflo._task import Task
 
 __all__ = [
+    "FORWARDED",
     "PROTOCOL",
     "RemoteAttempt",
     "RemoteResult",
@@ -76,11 +80,13 @@ __all__ = [
     "dumps_result",
     "emit_record",
     "execute",
+    "forward_log",
     "init_worker",
     "load_exception",
     "load_part",
     "load_plugins",
     "loads",
+    "log_context",
     "outcome_of",
     "pack_attempt",
     "pack_outcome",
@@ -329,10 +335,9 @@ def execute(
     Log records logged during the attempt (in its thread and context) go to ``emit``, each
     pickled, tagged with ``task``, ``run_id`` and ``attempt``: ``None`` sends them to the sink
     of :func:`init_worker`, or, in a process that did not call it, leaves them to this
-    process's own logging. structlog events are routed through stdlib logging first
-    (:func:`route_structlog`), so they travel the same way with their fields.
+    process's own logging. Messages a plugin sends with :func:`forward_log` (the logging
+    plugin's structlog events) go the same way.
     """
-    route_structlog()
     context = {"task": call.task_name, "run_id": call.run_id, "attempt": call.attempt}
     token = start_capture(emit, context)
     try:

@@ -149,9 +149,16 @@ def _logs_and_adds(a: int, b: int) -> int:
 def test_run_attempt_executes_through_the_plugins_and_brings_the_logs_back(
     structlog_reset: None,
 ) -> None:
-    """What a runner on another process does, here in one: pack, run, unpack. (Here, the
-    "other process" routes this process's structlog to the stdlib: the fixture undoes it.)"""
-    import structlog  # noqa: F401  (in use in the caller: the attempt binds the run context)
+    """What a runner on another process does, here in one: pack, run, unpack. (Caller and
+    "other process" are one here: structlog is routed to the stdlib, so the attempt's events
+    travel as stdlib records; the fixture undoes the configuration.)"""
+    import structlog
+
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
 
     seen: list[logging.LogRecord] = []
 

@@ -44,3 +44,40 @@ def fail(message: str) -> None:
 def nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def structlog_flood(count: int, tag: str) -> int:
+    """``count`` structlog events, each with a field no other event has."""
+    import structlog
+
+    log = structlog.get_logger("acme.flood")
+    for i in range(count):
+        log.info("tick", seq=i, uid=f"{tag}-{i}", payload={"i": i, "s": "x" * 20})
+    return os.getpid()
+
+
+def structlog_then_exit() -> None:
+    import structlog
+
+    structlog.get_logger().warning("last-words", n=1)
+    os._exit(3)
+
+
+def structlog_then_hold(started: str) -> None:
+    import structlog
+
+    structlog.get_logger().warning("before-stop", n=2)
+    open(started, "w").close()
+    time.sleep(60)
+
+
+def structlog_forever(started: str) -> None:
+    import structlog
+
+    log = structlog.get_logger()
+    open(started, "w").close()
+    deadline = time.monotonic() + 60
+    i = 0
+    while time.monotonic() < deadline:
+        log.info("spam", i=i, blob="x" * 2000)
+        i += 1

@@ -105,6 +105,52 @@ def _context() -> dict[str, object]:
     return dict(structlog.contextvars.get_contextvars())
 
 
+def test_a_workers_structlog_event_reaches_the_caller_with_its_fields_and_context(
+    structlog_reset: None,
+) -> None:
+    import os
+
+    import structlog
+
+    seen: list[dict[str, Any]] = []
+
+    def keep(logger: Any, name: str, event_dict: Any) -> Any:
+        seen.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            keep,
+        ]
+    )
+    run = task(runner="dask")(_structlog_event)()
+    pid = run.get_result(timeout=60)
+    [event] = [e for e in seen if e["event"] == "rows-counted"]
+    assert event == {
+        "event": "rows-counted",
+        "n": 5,
+        "user": "ann",
+        "task": "_structlog_event",
+        "run_id": run.run_id,
+        "attempt": 1,
+        "pid": pid,
+        "level": "warning",
+    }
+    assert pid != os.getpid()
+
+
+def _structlog_event() -> int:
+    import os
+
+    import structlog
+
+    with structlog.contextvars.bound_contextvars(user="ann"):
+        structlog.get_logger().warning("rows-counted", n=5)
+    return os.getpid()
+
+
 def test_stop_can_restart_the_worker(tmp_path: Path) -> None:
     from woflo.testing import block
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests._helpers import Keep
 from tests.woflo_plugins import _log_tasks as tasks
 from woflo import RunState, task
 from woflo.runners import SequentialTaskRun
@@ -21,15 +22,6 @@ from woflo.runners import SequentialTaskRun
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # workers import the task module by name
     sys.path.insert(0, str(ROOT))
-
-
-class Keep(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @pytest.fixture
@@ -122,18 +114,6 @@ def test_every_worker_line_arrives_exactly_once_in_order(keep: Keep) -> None:
     assert record.attempt == 1  # type: ignore[attr-defined]
     assert record.process != os.getpid()  # the worker's pid
     assert record.created <= time.time()
-
-
-def test_structlog_events_from_a_worker_reach_the_callers_logging(keep: Keep) -> None:
-    run = task(name="loader")(tasks.structlog_event)("acme.structlog")
-    result = run.get_result(timeout=30)
-    [record] = [r for r in keep.records if r.name == "acme.structlog"]
-    assert record.getMessage() == "rows.loaded"
-    assert record.levelno == logging.WARNING
-    assert record.rows == 5  # type: ignore[attr-defined]
-    assert record.process == result["pid"]
-    assert (record.task, record.run_id, record.attempt) == ("loader", run.run_id, 1)  # type: ignore[attr-defined]
-    assert result["context"] == {"task": "loader", "run_id": run.run_id, "attempt": 1}
 
 
 def test_a_worker_killed_while_logging_breaks_nothing(keep: Keep, tmp_path: Path) -> None:

@@ -79,6 +79,13 @@ def _signal_name(signum: int) -> str:
         return str(signum)
 
 
+def internal_error(error: BaseException, what: str) -> None:
+    """Log a fault of the pool itself (not of a run) on the ``woflo.multiprocess`` logger."""
+    import logging
+
+    logging.getLogger("woflo.multiprocess").error(what, exc_info=error)
+
+
 def emit_log(record: dict[str, Any]) -> None:
     """Hand a worker's log record to the caller's logging; a handler that raises is the
     caller's problem, said on stderr, never the worker's (nothing is killed for it)."""

@@ -22,7 +22,6 @@ does the I/O it decides. Idle workers retire after ``idle_timeout`` seconds.
 
 from __future__ import annotations
 
-import logging
 import os
 import selectors
 import signal
@@ -216,7 +215,7 @@ class Pool:
         except BaseException as exc:  # a dead watcher must never mean a silent hang
             error = PoolBroken(f"the multiprocess pool's watcher thread failed: {exc!r}")
             error.__cause__ = exc
-            _report_internal(exc, "the pool's watcher thread failed; its runs fail")
+            _endings.internal_error(exc, "the pool's watcher thread failed; its runs fail")
         if error is None:
             return True
         self._break(error)
@@ -256,8 +255,11 @@ class Pool:
             elif key.data is zygote:
                 if not self._read_zygote(zygote):
                     return PoolBroken("the worker pool's zygote process died")
-            elif not key.data.eof:
-                self._read_worker(key.data)
+            else:  # a worker: and the messages read with it, which a selector cannot see
+                while not key.data.eof:
+                    self._read_worker(key.data)
+                    if not key.data.conn.has_message():
+                        break
         return None
 
     def _read_zygote(self, zygote: ZygoteLink) -> bool:
@@ -310,7 +312,7 @@ class Pool:
         except BaseException as exc:  # a frame that does not unpickle: treat as a crash
             self._unwatch(worker)
             killpg(worker.pid, signal.SIGKILL)
-            _report_internal(exc, "unreadable message from a worker; the worker is killed")
+            _endings.internal_error(exc, "unreadable message from a worker; the worker is killed")
             return
         self._finish(worker, kind, duration, blob)
 
@@ -444,7 +446,3 @@ class Pool:
         os.close(self._wake_w)
         for job in jobs:
             self._relay.add(job.call.run_id, _endings.report, job, Outcome(error=error))
-
-
-def _report_internal(error: BaseException, what: str) -> None:
-    logging.getLogger("woflo.multiprocess").error(what, exc_info=error)

@@ -24,7 +24,7 @@ import threading
 from typing import Any
 
 from woflo import TaskCall, remote
-from woflo_plugins.multiprocess import _wire, _world
+from woflo_plugins.multiprocess import _lines, _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
 from woflo_plugins.multiprocess._zygote import reaped
 
@@ -41,10 +41,7 @@ def serve(conn: Channel, log_level: int) -> int:
         send(_wire.pack_reply(b"l", 0.0, record))
 
     remote.init_worker(log_level=log_level, emit=send_log)
-    for stream in (sys.stdout, sys.stderr):
-        reconfigure = getattr(stream, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(line_buffering=True)
+    _lines.install()  # whole lines on the stdout and stderr the workers share
 
     tasks: dict[bytes, Any] = {}
     keep: list[Any] = []

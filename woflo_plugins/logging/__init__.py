@@ -20,6 +20,10 @@ or ``json``. structlog is imported only when an event is to be written.
 
 Inside a task, when structlog is in use in that process, ``structlog.contextvars`` holds
 ``task``, ``run_id`` and ``attempt`` for the attempt, so the task's own log lines carry them.
+
+A task's structlog events in a worker process reach the caller as event dicts, every field and
+the context kept, and are rendered there by the caller's structlog configuration
+(:mod:`._forward`): the line reads as it would in-process, plus the run context and ``pid``.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import sys
 from collections.abc import Generator, MutableMapping
 from typing import Any
 
-from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl
+from woflo import BaseTaskRun, Outcome, RunState, TaskCall, hookimpl, remote
 from woflo.errors import TaskStopped
+from woflo_plugins.logging import _forward
 
 __all__ = ["FORMAT_ENV", "LEVEL_ENV", "reset"]
 
@@ -77,6 +82,13 @@ class _Emitter:
                     file=sys.stderr,
                 )
         return self._threshold
+
+    def wants(self, level: str) -> bool:
+        """Whether an event at ``level`` would be written (asked before building it)."""
+        structlog = _imported_structlog()
+        if structlog is not None and structlog.is_configured():
+            return True  # the application's configuration decides
+        return _LEVELS[level] >= self.threshold()
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
         structlog = _imported_structlog()
@@ -125,11 +137,14 @@ def _imported_structlog() -> Any:
     importing structlog, the import statement waits for it to finish (a partly initialised
     module would fail with an AttributeError).
     """
-    if sys.modules.get("structlog") is None:
+    module = sys.modules.get("structlog")
+    if module is None:
         return None
-    import structlog
+    if getattr(module.__spec__, "_initializing", False):  # another thread imports it now
+        import structlog
 
-    return structlog
+        return structlog
+    return module
 
 
 def _keep(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -153,12 +168,14 @@ def _fields(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any]:
 
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
-    _emitter.emit("info", "task.started", runner=run.name, **_fields(run, 1))
+    if _emitter.wants("info"):
+        _emitter.emit("info", "task.started", runner=run.name, **_fields(run, 1))
 
 
 @hookimpl
 def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-    if outcome.error is not None and not isinstance(outcome.error, TaskStopped):
+    error = outcome.error
+    if error is not None and not isinstance(error, TaskStopped) and _emitter.wants("info"):
         _emitter.emit(
             "info",
             "task.attempt_failed",
@@ -185,6 +202,8 @@ def woflo_retry_scheduled(
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     level, event = _FINAL_EVENTS[run.state]
+    if not _emitter.wants(level):
+        return
     fields = _fields(run, run.attempts)
     fields["duration"] = round(run.duration, 6)
     error = run.exception()  # final: returns at once
@@ -197,10 +216,25 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
 
 @hookimpl(wrapper=True)
 def woflo_execute_attempt(call: TaskCall) -> Generator[None, Outcome, Outcome]:
+    if not _forward.ready and remote.log_context() is not None:  # in a worker: once
+        _forward.prepare_worker()
     structlog = _imported_structlog()
     if structlog is None:  # the task does not use structlog here: nothing to bind
-        return (yield)
-    with structlog.contextvars.bound_contextvars(
+        outcome = yield
+        if _forward.bound_on_import:  # unless it imported structlog (bound it then)
+            _imported_structlog().contextvars.unbind_contextvars(*_forward.bound_on_import)
+            _forward.bound_on_import = ()
+        return outcome
+    contextvars = structlog.contextvars  # (bind and reset: cheaper than bound_contextvars)
+    tokens = contextvars.bind_contextvars(
         task=call.task_name, run_id=call.run_id, attempt=call.attempt
-    ):
+    )
+    try:
         return (yield)
+    finally:
+        contextvars.reset_contextvars(**tokens)
+
+
+@hookimpl
+def woflo_forwarded_log(message: dict[str, Any]) -> bool | None:
+    return _forward.replay(message)
