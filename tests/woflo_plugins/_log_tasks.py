@@ -81,3 +81,13 @@ def structlog_forever(started: str) -> None:
     while time.monotonic() < deadline:
         log.info("spam", i=i, blob="x" * 2000)
         i += 1
+
+
+def stdlib_record_with_extra_and_traceback(name: str) -> int:
+    logger = logging.getLogger(name)
+    logger.warning("loaded %d rows", 7, extra={"table": "users", "rows": 7})
+    try:
+        {}["missing"]
+    except KeyError:
+        logger.exception("lookup failed")
+    return os.getpid()

@@ -269,6 +269,32 @@ def test_structlog_routed_to_the_stdlib_arrives_on_the_logger_it_was_logged_on(
     assert result["context"] == {"task": "loader", "run_id": run.run_id, "attempt": 1}
 
 
+def test_stdlib_records_keep_their_extra_fields_and_traceback_text() -> None:
+    keep = Keep()
+    logger = logging.getLogger("acme.stdlib")
+    logger.addHandler(keep)
+    logger.setLevel(logging.DEBUG)
+    try:
+        run = task(name="stdlib")(tasks.stdlib_record_with_extra_and_traceback)("acme.stdlib")
+        pid = run.get_result(timeout=TIMEOUT)
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(logging.NOTSET)
+    loaded, failed = keep.records
+    assert (loaded.getMessage(), loaded.levelno, loaded.table, loaded.rows) == (  # type: ignore[attr-defined]
+        "loaded 7 rows",
+        logging.WARNING,
+        "users",
+        7,
+    )
+    assert (loaded.process, loaded.run_id, loaded.task) == (pid, run.run_id, "stdlib")  # type: ignore[attr-defined]
+    assert failed.levelno == logging.ERROR
+    assert failed.exc_text is not None
+    assert "KeyError: 'missing'" in failed.exc_text
+    assert "lookup failed" in logging.Formatter().format(failed)
+    assert "Traceback (most recent call last)" in logging.Formatter().format(failed)
+
+
 def test_without_the_logging_plugin_workers_leave_structlog_alone(tmp_path: Path) -> None:
     """How workers log structlog events is the logging plugin's: the runner only carries."""
     script = tmp_path / "no_plugin.py"
