@@ -16,9 +16,11 @@ from woflo.errors import (
     TaskCrashed,
     TaskStopped,
     TaskTimeout,
+    UpstreamFailed,
 )
 
 _FINAL_STATE_FOR_ERROR: tuple[tuple[type[BaseException], RunState], ...] = (
+    (UpstreamFailed, RunState.UPSTREAM_FAILED),
     (TaskStopped, RunState.STOPPED),
     (TaskTimeout, RunState.TIMED_OUT),
     (TaskCrashed, RunState.CRASHED),

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from woflo._exit import live_runs
 from woflo._hooks import report_hook_error
+from woflo._renamed import Renamed
 from woflo._rules import final_state, never_retried, new_run_id, wait_seconds
 from woflo._scheduler import TimerHandle, scheduler
 from woflo._types import Outcome, RunState, TaskCall
+from woflo._upstream import RunLike, find_upstream, wait_for_upstream
 from woflo.errors import TaskStopped, TaskTimeout, WaitTimeout
 
 if TYPE_CHECKING:
@@ -36,24 +38,8 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-# Runner methods renamed in 0.2; the old names work, with a DeprecationWarning, until 0.3.
-_IMPLEMENTED_RENAMED = {
-    "_start_attempt": "start_attempt",
-    "_kill_attempt": "kill_attempt",
-    "_prepare": "prepare",
-    "_check_available": "check_available",
-}
 
-
-def _deprecated(old: str, new: str) -> None:
-    warnings.warn(
-        f"BaseTaskRun.{old}() is deprecated and will be removed in woflo 0.3; call {new}() instead",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-
-
-class BaseTaskRun(Generic[R]):
+class BaseTaskRun(Renamed, RunLike, Generic[R]):
     """One run of a task: created by calling the task, ended in exactly one final state.
 
     **Using a run.** ``get_result()``, ``wait()``, ``stop()``, ``is_running()``, ``exception()``
@@ -75,18 +61,6 @@ class BaseTaskRun(Generic[R]):
     blocking: ClassVar[bool] = False
     """``True`` for a runner that executes in the calling thread: calling the task returns a
     finished run, and the core performs retry sleeps in the caller."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for old, new in _IMPLEMENTED_RENAMED.items():
-            if old in cls.__dict__ and new not in cls.__dict__:
-                warnings.warn(
-                    f"{cls.__module__}.{cls.__qualname__} implements {old}(), the name before "
-                    f"woflo 0.2; rename it {new}() (the old name stops working in woflo 0.3)",
-                    DeprecationWarning,
-                    stacklevel=2,
-                )
-                setattr(cls, new, cls.__dict__[old])
 
     def __init__(self, task: Task[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.task = task
@@ -113,6 +87,7 @@ class BaseTaskRun(Generic[R]):
         self._done = threading.Event()
         self._created = time.monotonic()
         self._ended: float | None = None
+        self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
 
     # ---- using a run -------------------------------------------------------------------------
 
@@ -169,6 +144,35 @@ class BaseTaskRun(Generic[R]):
         :raises woflo.errors.WaitTimeout: if ``timeout`` expires first; the run goes on.
         """
         return self._wait_outcome(timeout).error
+
+    def add_done_callback(self, fn: Callable[[BaseTaskRun[R]], object]) -> None:
+        """Call ``fn(run)`` once the run is final (at once, here, if it already is).
+
+        It is called on the thread that ended the run (for the multiprocess runner one of the
+        pool's, which a standby relieves if ``fn`` takes long), after the ``woflo_run_finished``
+        hooks and after waiters wake. An exception from ``fn`` is reported like a hook's
+        (logged, kept in :attr:`hook_errors`) and never affects the run.
+        """
+        with self._lock:
+            callbacks = self._callbacks
+            if callbacks is not None:
+                callbacks.append(fn)
+                return
+        self._call_back(fn)
+
+    def remove_done_callback(self, fn: Callable[[BaseTaskRun[R]], object]) -> bool:
+        """Forget ``fn``, added with :meth:`add_done_callback`; whether it was still there."""
+        with self._lock:
+            if self._callbacks is None or fn not in self._callbacks:
+                return False
+            self._callbacks.remove(fn)
+            return True
+
+    def __await__(self) -> Generator[Any, None, R]:
+        """``await run``: its value (or its error raised), without blocking the event loop."""
+        from woflo._aio import result_of
+
+        return result_of(self).__await__()
 
     def stop(self) -> bool:
         """Stop the run: kill the attempt executing, cancel a pending retry.
@@ -319,22 +323,6 @@ class BaseTaskRun(Generic[R]):
                 )
             self._end(final_state(outcome), outcome)
 
-    # ---- deprecated names (woflo < 0.2), removed in 0.3 --------------------------------------
-
-    def _attempt_started(self, call: TaskCall) -> None:
-        _deprecated("_attempt_started", "report_started")
-        self.report_started(call)
-
-    def _attempt_finished(
-        self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True
-    ) -> None:
-        _deprecated("_attempt_finished", "report_finished")
-        self.report_finished(call, outcome, may_retry=may_retry)
-
-    def _execute(self, call: TaskCall) -> Outcome:
-        _deprecated("_execute", "execute")
-        return self.execute(call)
-
     # ---- the core's own machinery ------------------------------------------------------------
 
     def _mark_started(self, call: TaskCall) -> None:
@@ -356,10 +344,16 @@ class BaseTaskRun(Generic[R]):
                         deadline.cancel()
         self._hooks.attempt_started(self, call.attempt)
 
-    def _launch(self) -> None:
+    def _launch(self, upstream: list[BaseTaskRun[Any]]) -> None:
         if not self.blocking:
             live_runs.admit(self)
         self._hooks.run_created(self)
+        if upstream:  # it waits for them, then starts (or ends upstream_failed)
+            wait_for_upstream(self, upstream, self._end, self._run_attempts)
+        else:
+            self._run_attempts()
+
+    def _run_attempts(self) -> None:
         self._begin_attempt()
         if not self.blocking:
             return
@@ -386,14 +380,9 @@ class BaseTaskRun(Generic[R]):
             self._timer = None
             self._limited = limit is not None
             self._state = RunState.PENDING
-            call = TaskCall(
-                self.task.name,
-                self.run_id,
-                self._attempts + 1,
-                self.task.fn,
-                self.args,
-                self.kwargs,
-            )
+            attempt = self._attempts + 1
+            fn, args, kwargs = self.task.fn, self.args, self.kwargs
+            call = TaskCall(self.task.name, self.run_id, attempt, fn, args, kwargs)
             self._call, self._call_started = call, False
         try:
             self.start_attempt(call)
@@ -434,12 +423,25 @@ class BaseTaskRun(Generic[R]):
             self._ended = time.monotonic()
         self._hooks.run_finished(self)
         self._done.set()
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, None
+        for fn in callbacks or ():
+            self._call_back(fn)
         if not self.blocking:
             live_runs.release(self)
 
+    def _call_back(self, fn: Callable[[BaseTaskRun[R]], object]) -> None:
+        try:
+            fn(self)
+        except Exception as exc:
+            report_hook_error(self, f"done callback {getattr(fn, '__qualname__', fn)!r}", exc)
+
 
 def start_run(run: BaseTaskRun[Any]) -> BaseTaskRun[Any]:
-    """Prepare and launch a new run (what calling a task does); return it."""
-    run.prepare()
-    run._launch()
+    """Prepare and launch a new run (what calling a task does); return it. A run whose
+    arguments hold runs is prepared once they completed, with their values in place."""
+    upstream = find_upstream(run.args, run.kwargs)
+    if not upstream:
+        run.prepare()
+    run._launch(upstream)
     return run

@@ -14,9 +14,11 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from woflo._compose import map_runs
 from woflo._rules import check_not_loading
 from woflo._run import BaseTaskRun, start_run
 from woflo._types import CORE_OPTIONS
+from woflo._upstream import RunGroup
 from woflo.errors import OptionTypeError, OptionValueError, UnknownRunner
 from woflo.options import option_error
 from woflo.plugins import PluginSystem, get_plugin_system
@@ -52,7 +54,7 @@ class Task(Generic[P, R]):
             raise OptionTypeError(f"{fn!r} is already a task; use .with_options() to change it")
         if not callable(fn):
             raise OptionTypeError(f"@task decorates a function (or other callable), not {fn!r}")
-        _refuse_coroutine_function(fn)
+        _refuse_async_generator(fn)
         self.fn = fn
         self.name = _check_name(name, fn)
         if isinstance(plugins, str | bytes) or not isinstance(plugins, Sequence):
@@ -86,6 +88,18 @@ class Task(Generic[P, R]):
         """Start a run of the task with these arguments and return it."""
         check_not_loading(self.name)
         return start_run(self.runner(self, args, kwargs))
+
+    def map(self, *iterables: Any, **kwargs: Any) -> RunGroup[R]:
+        """Start one run per item of the iterables, zipped (``task.map([1, 2], [3, 4])`` calls
+        ``task(1, 3)`` and ``task(2, 4)``); keyword arguments are iterables too. Wrap a value
+        in :class:`woflo.unmapped` to pass it to every run; items may be runs (each run then
+        waits for its own). Runs queue on the runner as usual calls do.
+
+        :return: the runs, as a :class:`~woflo.RunGroup` (itself a valid argument: the list
+            of its values).
+        :raises woflo.errors.OptionValueError: for iterables of different lengths.
+        """
+        return map_runs(self, iterables, kwargs)
 
     def with_options(self, **changes: Any) -> Task[P, R]:
         """A new task with the same function and these options changed (validated again)."""
@@ -202,15 +216,15 @@ def _check_name(name: object, fn: Callable[..., Any]) -> str:
     return name
 
 
-def _refuse_coroutine_function(fn: Callable[..., Any]) -> None:
+def _refuse_async_generator(fn: Callable[..., Any]) -> None:
     import inspect
 
     target = getattr(fn, "__func__", fn)
-    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+    if inspect.isasyncgenfunction(target):
         raise OptionTypeError(
-            f"@task cannot run {getattr(fn, '__qualname__', fn)!r} yet: it is an 'async def' "
-            "function, and woflo's runners call plain functions; make it a plain 'def' "
-            "(call asyncio.run(...) inside it to use coroutines)"
+            f"@task cannot run {getattr(fn, '__qualname__', fn)!r}: it is an async generator "
+            "function, whose call returns an async iterator, not a result; make it an "
+            "'async def' that returns a list"
         )
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+_CoroutineType = types.CoroutineType
 
 
 class RunState(enum.Enum):
@@ -28,6 +31,8 @@ class RunState(enum.Enum):
     """Final: the last attempt ran past its deadline."""
     STOPPED = "stopped"
     """Final: :meth:`~woflo.BaseTaskRun.stop` was called."""
+    UPSTREAM_FAILED = "upstream_failed"
+    """Final: a run passed as an argument ended other than completed; no attempt was made."""
 
     @property
     def is_final(self) -> bool:
@@ -39,7 +44,14 @@ class RunState(enum.Enum):
 
 
 _FINAL = frozenset(
-    {RunState.COMPLETED, RunState.FAILED, RunState.CRASHED, RunState.TIMED_OUT, RunState.STOPPED}
+    {
+        RunState.COMPLETED,
+        RunState.FAILED,
+        RunState.CRASHED,
+        RunState.TIMED_OUT,
+        RunState.STOPPED,
+        RunState.UPSTREAM_FAILED,
+    }
 )
 
 
@@ -69,10 +81,16 @@ class TaskCall:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def invoke(self) -> Outcome:
-        """Call the function once and capture what happened (woflo's innermost execution)."""
+        """Call the function once and capture what happened (woflo's innermost execution).
+
+        A coroutine (an ``async def`` task) is run to completion in an event loop of its own."""
         start = time.perf_counter()
         try:
             value = self.fn(*self.args, **self.kwargs)
+            if type(value) is _CoroutineType:
+                from woflo._aio import run_coroutine
+
+                value = run_coroutine(value)
         except BaseException as error:  # the task's own error, whatever it is, is its outcome
             return Outcome(error=error, duration=time.perf_counter() - start)
         return Outcome(value=value, duration=time.perf_counter() - start)

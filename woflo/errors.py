@@ -17,7 +17,8 @@
     └── RunInterrupted         a run ended without the task returning or raising
         ├── TaskCrashed            the process running the attempt died
         ├── TaskTimeout            also a TimeoutError: the attempt ran past its deadline
-        └── TaskStopped            stop() was called
+        ├── TaskStopped            stop() was called
+        └── UpstreamFailed         a run passed as an argument did not complete
 
 A task's own exception is never wrapped: :meth:`~woflo.BaseTaskRun.get_result` re-raises it as
 it is, with the worker's traceback attached as ``__cause__`` where it ran in another process.
@@ -43,6 +44,7 @@ __all__ = [
     "TaskStopped",
     "TaskTimeout",
     "UnknownRunner",
+    "UpstreamFailed",
     "WaitTimeout",
     "WofloError",
 ]
@@ -133,6 +135,21 @@ class TaskTimeout(RunInterrupted, TimeoutError):
 
 class TaskStopped(RunInterrupted):
     """The run was stopped by :meth:`~woflo.BaseTaskRun.stop` (or at interpreter exit)."""
+
+
+class UpstreamFailed(RunInterrupted):
+    """A run passed as an argument ended other than ``completed``, so this run made no attempt.
+
+    :ivar run: the upstream run that did not complete (the first, in argument order); its own
+        error is this error's ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, run: object = None):
+        super().__init__(message)
+        self.run = run
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self),))  # (the run stays behind: it is the caller's)
 
 
 class WaitTimeout(WofloError, TimeoutError):

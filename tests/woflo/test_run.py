@@ -131,6 +131,7 @@ def test_run_states_are_documented_and_final_ones_marked() -> None:
         "crashed",
         "timed_out",
         "stopped",
+        "upstream_failed",
     }
     assert {s for s in RunState if s.is_final} == {
         RunState.COMPLETED,
@@ -138,6 +139,7 @@ def test_run_states_are_documented_and_final_ones_marked() -> None:
         RunState.CRASHED,
         RunState.TIMED_OUT,
         RunState.STOPPED,
+        RunState.UPSTREAM_FAILED,
     }
     assert str(RunState.AWAITING_RETRY) == "awaiting_retry"
 

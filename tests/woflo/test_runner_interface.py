@@ -208,12 +208,12 @@ def test_the_core_never_retries_a_stop_reported_by_a_runner(plugins: PluginSyste
     assert (run.state, run.attempts) == (RunState.STOPPED, 1)
 
 
-def test_async_def_tasks_are_refused_at_decoration_for_now() -> None:
-    async def fetch() -> int:
-        return 1
+def test_async_generator_functions_are_refused_at_decoration() -> None:
+    async def pages() -> Any:
+        yield 1
 
-    with pytest.raises(OptionTypeError, match=r"'async def' function.*plain 'def'"):
-        task(fetch)
+    with pytest.raises(OptionTypeError, match=r"async generator function.*returns a list"):
+        task(pages)
 
 
 # ---- one error vocabulary ----------------------------------------------------------------------

@@ -10,6 +10,8 @@ Events (``event`` key) and their levels::
     task.crashed         ERROR    the worker died (signal or exit code)
     task.timed_out       ERROR
     task.stopped         WARNING
+    task.upstream_failed WARNING  a run it was given as an argument did not complete:
+                                  ``upstream_task``, ``upstream_run_id``, ``upstream_state``
 
 Every event carries ``task``, ``run_id`` and ``attempt``. When the application has configured
 structlog (``structlog.is_configured()``), events go through its configuration unchanged, on
@@ -50,6 +52,7 @@ _FINAL_EVENTS: dict[RunState, tuple[str, str]] = {
     RunState.CRASHED: ("error", "task.crashed"),
     RunState.TIMED_OUT: ("error", "task.timed_out"),
     RunState.STOPPED: ("warning", "task.stopped"),
+    RunState.UPSTREAM_FAILED: ("warning", "task.upstream_failed"),
 }
 
 
@@ -211,6 +214,11 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
         fields["error"] = repr(error)
         if run.state is RunState.FAILED:
             fields["exc_info"] = error
+        upstream = getattr(error, "run", None) if run.state is RunState.UPSTREAM_FAILED else None
+        if upstream is not None:
+            fields["upstream_task"] = upstream.task.name
+            fields["upstream_run_id"] = upstream.run_id
+            fields["upstream_state"] = upstream.state.value
     _emitter.emit(level, event, **fields)
 
 
