@@ -113,7 +113,8 @@ def woflo_default_runner() -> str | None:
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
     """A task was called and its run created; no attempt has started yet.
 
-    Fires in the calling process, in the caller's thread.
+    Fires in the calling process, in the caller's thread, also for a run that waits for the
+    runs among its arguments (its first attempt starts once they completed, if they do).
 
     :param run: the new run (``run.task``, ``run.run_id``, ``run.state``).
     """
@@ -167,6 +168,9 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     Fires in the calling process, before anyone waiting on the run is woken.
 
     :param run: the run; ``run.state`` is final, ``run.exception()`` gives its error if any.
+        A run whose upstream run (an argument) did not complete ends ``upstream_failed``
+        without any attempt hook: ``run.exception()`` is a
+        :class:`~woflo.errors.UpstreamFailed`, whose ``.run`` is that upstream run.
     """
 
 

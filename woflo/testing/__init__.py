@@ -40,6 +40,7 @@ from woflo.testing._bodies import (
     WAIT,
     ExecutionProbe,
     add,
+    async_add,
     block,
     echo,
     execution_probe,
@@ -56,6 +57,7 @@ __all__ = [
     "HookRecorder",
     "RunnerConformance",
     "add",
+    "async_add",
     "block",
     "echo",
     "execution_probe",
@@ -80,6 +82,8 @@ class HookRecorder:
 
     calls: list[tuple[str, int, str]] = field(default_factory=list)
     runs: list[BaseTaskRun[Any]] = field(default_factory=list)
+    order: list[tuple[str, BaseTaskRun[Any]]] = field(default_factory=list)
+    """``(hook, run)`` of every call, in order."""
     outcomes: list[Outcome] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
     events: dict[str, threading.Event] = field(
@@ -97,7 +101,12 @@ class HookRecorder:
 
     def _add(self, hook: str, run: BaseTaskRun[Any], attempt: int | None = None) -> None:
         self.calls.append((hook, run.attempts if attempt is None else attempt, run.state.value))
+        self.order.append((hook, run))
         self.events[hook].set()
+
+    def hooks_of(self, run: BaseTaskRun[Any]) -> list[str]:
+        """The hooks that fired for ``run``, in order."""
+        return [hook for hook, r in list(self.order) if r is run]
 
     @hookimpl
     def woflo_run_created(self, run: BaseTaskRun[Any]) -> None:

@@ -106,3 +106,11 @@ class ExecutionProbe:
 
 execution_probe = ExecutionProbe()
 """The one :class:`ExecutionProbe`, for ``@task(plugins=[execution_probe])``."""
+
+
+async def async_add(a: int, b: int) -> int:
+    """``a + b``, from an ``async def`` (it awaits once: the coroutine really runs)."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return a + b
