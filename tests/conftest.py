@@ -14,6 +14,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,18 @@ def make_distribution(
     yield make
     for module in written:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Any]:
+    """A gate for held tasks (:class:`tests.woflo_plugins.multiprocess._support.Gate`); released
+    at teardown so no held task outlives its test."""
+    from tests.woflo_plugins.multiprocess._support import Gate
+
+    path = tmp_path / "gate"
+    path.mkdir()
+    the_gate = Gate(path)
+    try:
+        yield the_gate
+    finally:
+        the_gate.release()

@@ -33,17 +33,6 @@ TIMEOUT = 30.0
 seq_add = task(runner=SequentialTaskRun, name="seq_add")(add.fn)
 
 
-@pytest.fixture
-def gate(tmp_path: Path) -> Any:
-    path = tmp_path / "gate"
-    path.mkdir()
-    the_gate = Gate(path)
-    try:
-        yield the_gate
-    finally:
-        the_gate.release()
-
-
 def test_a_multiprocess_run_feeds_a_sequential_one_and_back() -> None:
     a = add(1, 2)  # multiprocess
     b = seq_add(a, 10)  # blocks in the caller until a completed, then runs here
