@@ -40,3 +40,18 @@ def log_events(count: int) -> int:
     for i in range(count):
         log.info("tick", seq=i, table="users")
     return count
+
+
+def source() -> int:
+    """The fan-out's source: one small value every mapped run gets."""
+    return 1
+
+
+def work(i: int, src: int) -> int:
+    """A mapped (or chained) no-op: ``i + src``."""
+    return i + src
+
+
+def reduce(values: list[int]) -> int:
+    """The fan-in."""
+    return sum(values)

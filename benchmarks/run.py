@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _compose  # noqa: E402  (beside this script, like _tasks)
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
@@ -580,6 +581,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     n_retry = 200 if quick else 5_000
     n_memory = 1_000 if quick else 10_000
     n_small = 50 if quick else 2_000
+    n_fan, n_chain, n_pending = (100, 20, 2_000) if quick else (1_000, 200, 100_000)
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -618,6 +620,30 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             f"logging plugin cost, {n_small:,} runs (µs per call)",
             lambda: logging_cost(s, n_small),
             1e6,
+        ),
+        (
+            "fan-out",
+            f"fan-out/fan-in: 1 source, {n_fan:,} mapped runs, 1 reduce (µs per mapped run)",
+            lambda: _compose.fan_out_in(n_fan, s.skipped),
+            1e6,
+        ),
+        (
+            "chain",
+            f"a chain of {n_chain} dependent runs (µs per link)",
+            lambda: _compose.chain(n_chain, s.skipped),
+            1e6,
+        ),
+        (
+            "await",
+            f"awaiting {n_fan:,} runs from one event loop (µs per run)",
+            lambda: _compose.awaiting(n_fan),
+            1e6,
+        ),
+        (
+            "pending",
+            f"caller memory per pending run, {n_pending:,} runs (KiB per run)",
+            lambda: _compose.pending_memory(n_pending),
+            1,
         ),
         (
             "forwarding",
