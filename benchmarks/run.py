@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _compose  # noqa: E402  (beside this script, like _tasks)
+import _history  # noqa: E402
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
@@ -582,6 +583,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     n_memory = 1_000 if quick else 10_000
     n_small = 50 if quick else 2_000
     n_fan, n_chain, n_pending = (100, 20, 2_000) if quick else (1_000, 200, 100_000)
+    n_rows = 10_000 if quick else 1_000_000
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -644,6 +646,25 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             f"caller memory per pending run, {n_pending:,} runs (KiB per run)",
             lambda: _compose.pending_memory(n_pending),
             1,
+        ),
+        (
+            "history",
+            f"history on vs off: {n_small:,} multiprocess, {n_small * 10:,} sequential runs "
+            "(µs per call)",
+            lambda: _history.recording_cost(n_small, n_small * 10),
+            1e6,
+        ),
+        (
+            "store",
+            f"history store size, {n_small * 5:,} runs (bytes per run)",
+            lambda: _history.store_size(n_small * 5),
+            1,
+        ),
+        (
+            "query",
+            f"woflo runs on a {n_rows:,}-run history (ms)",
+            lambda: _history.query_time(n_rows),
+            1e3,
         ),
         (
             "forwarding",

@@ -6,11 +6,17 @@ the test's duration, after the caller's woflo settings are cleared); tests regis
 plugins on it, never on a global manager. ``recorder`` is woflo.testing's ``woflo_recorder``: a
 :class:`~woflo.testing.HookRecorder` registered on it, recording every lifecycle hook call.
 Unregistered recorders (for ``@task(plugins=[...])`` and the like) are plain ``HookRecorder()``.
+
+``WOFLO_HOME`` points at a temporary directory for the whole session, before anything imports
+woflo, and scripts the tests run inherit it: no test reads or writes the real per-user state
+directory. Tests that look at the run history get one of their own (``history_home``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +28,16 @@ import woflo_plugins.logging
 from woflo.plugins import PluginSystem
 from woflo.testing import HookRecorder
 
-WOFLO_ENV = ("WOFLO_DISABLE_PLUGINS", "WOFLO_LOG_LEVEL", "WOFLO_LOG_FORMAT")
+os.environ["WOFLO_HOME"] = tempfile.mkdtemp(prefix="woflo-tests-home-")
+
+WOFLO_ENV = (
+    "WOFLO_DISABLE_PLUGINS",
+    "WOFLO_LOG_LEVEL",
+    "WOFLO_LOG_FORMAT",
+    "WOFLO_HISTORY",
+    "WOFLO_HISTORY_DAYS",
+    "WOFLO_HISTORY_MAX_RUNS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +129,18 @@ def gate(tmp_path: Path) -> Iterator[Any]:
         yield the_gate
     finally:
         the_gate.release()
+
+
+@pytest.fixture
+def history_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A ``WOFLO_HOME`` of this test's own, the history plugin reset to write there."""
+    import woflo_plugins.history
+
+    home = tmp_path / "woflo-home"
+    woflo_plugins.history.reset()
+    monkeypatch.setenv("WOFLO_HOME", str(home))
+    woflo_plugins.history.reset()
+    try:
+        yield home
+    finally:
+        woflo_plugins.history.reset()

@@ -1,4 +1,5 @@
-"""``woflo`` on the command line: ``woflo plugins [--json] [--hook NAME]``, ``woflo --version``."""
+"""``woflo`` on the command line: ``woflo plugins [--json] [--hook NAME]``, ``woflo runs ...``
+(:mod:`woflo._cli_runs`), ``woflo --version``."""
 
 from __future__ import annotations
 
@@ -85,7 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = commands.add_parser("plugins", help="list the plugins loaded and what they add")
     plugins.add_argument("--json", action="store_true", help="print JSON (a stable format)")
     plugins.add_argument("--hook", metavar="NAME", help="only plugins implementing this hook")
+    from woflo import _cli_runs
+
+    _cli_runs.add_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "runs":
+        try:
+            return _cli_runs.main(args)
+        except BrokenPipeError:  # (| head): the reader has seen enough
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     try:
         if args.version:
             print(_version_text())

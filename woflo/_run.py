@@ -88,6 +88,7 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
         self._created = time.monotonic()
         self._ended: float | None = None
         self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
+        self._pid: int | None = None
 
     # ---- using a run -------------------------------------------------------------------------
 
@@ -146,13 +147,10 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
         return self._wait_outcome(timeout).error
 
     def add_done_callback(self, fn: Callable[[BaseTaskRun[R]], object]) -> None:
-        """Call ``fn(run)`` once the run is final (at once, here, if it already is).
-
-        It is called on the thread that ended the run (for the multiprocess runner one of the
-        pool's, which a standby relieves if ``fn`` takes long), after the ``woflo_run_finished``
-        hooks and after waiters wake. An exception from ``fn`` is reported like a hook's
-        (logged, kept in :attr:`hook_errors`) and never affects the run.
-        """
+        """Call ``fn(run)`` once the run is final (at once, here, if it already is), on the
+        thread that ended it, after the ``woflo_run_finished`` hooks and the waiters' wake-up.
+        An exception from ``fn`` is reported like a hook's (logged, kept in
+        :attr:`hook_errors`) and never affects the run."""
         with self._lock:
             callbacks = self._callbacks
             if callbacks is not None:
@@ -264,13 +262,18 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
         """
         return self._hooks.execute_attempt(call)
 
-    def report_started(self, call: TaskCall) -> None:
-        """Report that ``call`` began executing, from any thread.
-
-        Call it before the attempt can possibly finish. A report for a call that is not the
-        run's current one (stopped, superseded) is ignored, and so is a second one.
-        """
+    def report_started(self, call: TaskCall, *, pid: int | None = None) -> None:
+        """Report that ``call`` began executing (in process ``pid``, if known: hooks read it
+        as :attr:`attempt_pid`), from any thread, before the attempt can possibly finish. A
+        report for a call that is not the run's current one is ignored, as is a second one."""
+        if pid is not None:
+            self._pid = pid
         self._mark_started(call)
+
+    @property
+    def attempt_pid(self) -> int | None:
+        """The pid of the process executing the latest attempt, when the runner said."""
+        return self._pid
 
     def report_finished(self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True) -> None:
         """Report how ``call`` ended, from any thread, exactly once per attempt.

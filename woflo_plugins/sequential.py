@@ -8,6 +8,7 @@ the attempt runs to its end and its result is discarded. A ``KeyboardInterrupt``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -26,7 +27,7 @@ class SequentialTaskRun(BaseTaskRun[R]):
 
     def start_attempt(self, call: TaskCall) -> None:
         """Execute ``call`` here and now; a Ctrl-C or ``sys.exit()`` in it propagates."""
-        self.report_started(call)
+        self.report_started(call, pid=os.getpid())
         outcome = self.execute(call)
         interrupted = isinstance(outcome.error, KeyboardInterrupt | SystemExit)
         self.report_finished(call, outcome, may_retry=not interrupted)

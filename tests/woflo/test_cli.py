@@ -22,6 +22,7 @@ BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
 def _command(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` as a command without the caller's woflo settings (plus ``env``); bounded."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("WOFLO_")}
+    clean["WOFLO_HOME"] = os.environ["WOFLO_HOME"]  # (the suite's own)
     return subprocess.run(
         argv, capture_output=True, text=True, env=clean | (env or {}), timeout=60, check=False
     )

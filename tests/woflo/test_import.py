@@ -16,7 +16,8 @@ def _modules_after(code: str) -> set[str]:
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("WOFLO_")},
+        env={k: v for k, v in os.environ.items() if not k.startswith("WOFLO_")}
+        | {"WOFLO_HOME": os.environ["WOFLO_HOME"]},
         timeout=60,
         check=True,
     )

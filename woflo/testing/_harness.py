@@ -78,10 +78,10 @@ def _probed(runner: type[BaseTaskRun[Any]]) -> type[BaseTaskRun[Any]]:
                 reports.let_go.wait(WAIT)
             super().start_attempt(call)
 
-        def report_started(self, call: TaskCall) -> None:
+        def report_started(self, call: TaskCall, **kwargs: Any) -> None:
             with _reports.lock:
                 _reports.started.append(call)
-            super().report_started(call)
+            super().report_started(call, **kwargs)
 
         def report_finished(
             self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True

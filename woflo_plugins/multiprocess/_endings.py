@@ -65,6 +65,13 @@ def detach(job: Job) -> tuple[Any, TaskCall]:
     return run, job.call
 
 
+def started(job: Job, pid: int) -> None:
+    """Report the start of ``job``'s attempt, in worker ``pid``, unless it is over already."""
+    run = job.run
+    if run is not None:
+        run.report_started(job.call, pid=pid)
+
+
 def report(job: Job, outcome: Outcome) -> None:
     """Report the end of ``job``'s attempt to its run, here and now, once."""
     run, call = detach(job)

@@ -184,9 +184,9 @@ class Pool:
             return  # its worker died meanwhile, and the job ended with it
         if job.run is not None:
             if watcher:
-                self._relay.add(job.call.run_id, job.run.report_started, job.call)
+                self._relay.add(job.call.run_id, _endings.started, job, worker.pid)
             else:
-                job.run.report_started(job.call)
+                job.run.report_started(job.call, pid=worker.pid)
         entry = job.entry
         task_blob = b"" if entry.token in worker.known else entry.blob
         worker.known.add(entry.token)

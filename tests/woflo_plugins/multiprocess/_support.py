@@ -121,6 +121,7 @@ def run_script(
 def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for a script: ours without woflo or Python settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WOFLO_", "PYTHON"))}
+    env["WOFLO_HOME"] = os.environ["WOFLO_HOME"]  # (the suite's own, never the user's)
     env.update(extra or {})
     return env
 

@@ -1,0 +1,277 @@
+"""The history plugin and ``woflo runs``: every run remembered, safely, without slowing runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import woflo_plugins.history as recording
+from tests.woflo_plugins.multiprocess._support import add, fail, run_script, script_env
+from woflo import history, task
+from woflo.runners import SequentialTaskRun
+
+TIMEOUT = 30.0
+
+
+def _woflo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "woflo", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=script_env(env),
+    )
+
+
+def test_every_run_is_recorded_with_its_attempts(history_home: Path) -> None:
+    flaky = task(name="flaky", retries=1, retry_sleep_time=0)(fail.fn)
+    failed = flaky("the API hung up")
+    done = add(1, 2)
+    here = task(runner=SequentialTaskRun, name="here")(add.fn)(3, 4)
+    assert failed.wait(TIMEOUT)
+    assert done.get_result(timeout=TIMEOUT) == 3
+    assert recording.flush(TIMEOUT)
+    rows = {row["run_id"]: row for row in history.runs()}
+    assert set(rows) == {failed.run_id, done.run_id, here.run_id}
+    row = rows[failed.run_id]
+    assert (row["task"], row["runner"], row["state"], row["attempts"]) == (
+        "flaky",
+        "multiprocess",
+        "failed",
+        2,
+    )
+    assert row["error"] == "ValueError('the API hung up')"
+    assert row["duration"] > 0
+    assert row["created_at"] < row["ended_at"]
+    assert row["program"]["pid"] == os.getpid()
+    assert rows[here.run_id]["runner"] == "sequential"
+    detail = history.run(failed.run_id)
+    assert detail is not None
+    attempts = detail["attempts_detail"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert {a["outcome"] for a in attempts} == {"failed"}
+    assert all(a["pid"] not in (None, os.getpid()) for a in attempts)  # the worker's
+    assert "Traceback" in attempts[0]["traceback"]
+    assert "the API hung up" in attempts[0]["traceback"]
+    assert history.run(here.run_id)["attempts_detail"][0]["pid"] == os.getpid()  # type: ignore[index]
+    assert history.run("nope") is None
+
+
+def test_the_filters(history_home: Path) -> None:
+    [add(i, i).wait(TIMEOUT) for i in range(3)]
+    fail("x").wait(TIMEOUT)
+    assert recording.flush(TIMEOUT)
+    assert len(history.runs()) == 4
+    assert [r["state"] for r in history.runs(state="failed")] == ["failed"]
+    assert len(history.runs(task="add")) == 3
+    assert len(history.runs(limit=2)) == 2
+    assert len(history.runs(since=3600)) == 4
+    assert history.runs(since=0.0) == []
+    assert len(history.runs(state=["failed", "completed"])) == 4
+
+
+@pytest.mark.parametrize("setting", ["WOFLO_HISTORY=off", "WOFLO_DISABLE_PLUGINS=history"])
+def test_recording_can_be_turned_off(tmp_path: Path, setting: str) -> None:
+    name, value = setting.split("=")
+    script = tmp_path / "off.py"
+    script.write_text("from woflo import task\nprint(task(lambda: 5)().get_result())\n")
+    home = tmp_path / "home"
+    result = run_script(script, env={"WOFLO_HOME": str(home), name: value})
+    assert (result.returncode, result.stdout.strip()) == (0, "5"), result.stderr
+    assert not (home / "history.sqlite3").exists()
+
+
+def _program(tmp_path: Path, body: str, name: str = "program.py") -> Path:
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(body))
+    return script
+
+
+def test_an_unusable_store_never_breaks_a_run_and_woflo_runs_says_why(tmp_path: Path) -> None:
+    script = _program(
+        tmp_path,
+        """
+        from woflo import task
+        runs = [task(lambda i: i)(i) for i in range(20)]
+        print(sum(r.get_result() for r in runs))
+        """,
+    )
+    unwritable = tmp_path / "a-file"  # (a directory under a file: no one can create it)
+    unwritable.write_text("")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "history.sqlite3").write_bytes(b"this is not a database" * 100)
+    for home in (unwritable / "woflo", corrupt):
+        result = run_script(script, env={"WOFLO_HOME": str(home)})
+        assert (result.returncode, result.stdout.strip()) == (0, "190"), result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "cannot record runs" in line]
+        assert len(warnings) == 1, result.stderr  # once
+        assert "WOFLO_HISTORY=off" in warnings[0]
+    listing = _woflo("runs", env={"WOFLO_HOME": str(corrupt)})
+    assert listing.returncode == 1
+    assert "cannot" in listing.stderr
+    assert "history.sqlite3" in listing.stderr
+
+
+@pytest.mark.slow
+def test_four_programs_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    script = _program(
+        tmp_path,
+        """
+        from woflo import task
+        from woflo.runners import SequentialTaskRun
+        fast = task(runner=SequentialTaskRun)(lambda i: i)
+        for i in range(500):
+            fast(i)
+        """,
+    )
+    home = tmp_path / "shared"
+    env = script_env({"WOFLO_HOME": str(home)})
+    programs = [
+        subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in programs]
+    assert [p.returncode for p in programs] == [0, 0, 0, 0], errors
+    assert not any("locked" in e or "cannot record" in e for e in errors), errors
+    rows = history.runs(limit=None, path=home / "history.sqlite3")
+    assert len(rows) == 2000
+    assert len({r["run_id"] for r in rows}) == 2000
+    assert len({r["program"]["id"] for r in rows}) == 4
+    assert {r["state"] for r in rows} == {"completed"}
+
+
+def test_runs_finishing_at_exit_are_flushed(tmp_path: Path) -> None:
+    script = _program(
+        tmp_path,
+        """
+        from woflo import task
+        for i in range(50):
+            task(lambda i: i)(i)   # nobody waits: the program ends while they run
+        """,
+    )
+    home = tmp_path / "home"
+    result = run_script(script, env={"WOFLO_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    rows = history.runs(limit=None, path=home / "history.sqlite3")
+    assert len(rows) == 50
+    assert {r["state"] for r in rows} == {"completed"}
+
+
+def test_retention_prunes_in_the_background_and_by_hand(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    many = _program(
+        tmp_path,
+        """
+        from woflo import task
+        from woflo.runners import SequentialTaskRun
+        for i in range(30):
+            task(runner=SequentialTaskRun)(lambda i: i)(i)
+        """,
+        "many.py",
+    )
+    one = _program(
+        tmp_path,
+        """
+        import time
+        from woflo import task
+        from woflo.runners import SequentialTaskRun
+        task(runner=SequentialTaskRun)(lambda: 1)()
+        """,
+        "one.py",
+    )
+    db = home / "history.sqlite3"
+    assert run_script(many, env={"WOFLO_HOME": str(home)}).returncode == 0
+    assert len(history.runs(limit=None, path=db)) == 30
+    result = run_script(one, env={"WOFLO_HOME": str(home), "WOFLO_HISTORY_MAX_RUNS": "5"})
+    assert result.returncode == 0, result.stderr
+    assert len(history.runs(limit=None, path=db)) == 5  # pruned as the program started writing
+    pruned = _woflo("runs", "prune", "--keep", "2", env={"WOFLO_HOME": str(home)})
+    assert (pruned.returncode, pruned.stdout.strip()) == (0, "pruned 3 runs")
+    assert history.prune(older_than=0, path=db) == 2
+    assert history.runs(path=db) == []
+
+
+def test_bad_settings_are_named(tmp_path: Path) -> None:
+    script = _program(tmp_path, "from woflo import task\nprint(task(lambda: 1)().get_result())\n")
+    home = tmp_path / "home"
+    result = run_script(
+        script, env={"WOFLO_HOME": str(home), "WOFLO_HISTORY": "maybe", "WOFLO_HISTORY_DAYS": "-1"}
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "1"), result.stderr
+    assert "WOFLO_HISTORY='maybe' is neither on nor off" in result.stderr
+    assert "WOFLO_HISTORY_DAYS" in result.stderr
+    assert len(history.runs(path=home / "history.sqlite3")) == 1  # still recorded
+    for bad in (["runs", "--since", "1y"], ["runs", "--limit", "0"], ["runs", "show"]):
+        answer = _woflo(*bad, env={"WOFLO_HOME": str(home)})
+        assert answer.returncode == 2, bad
+        assert answer.stderr.strip(), bad
+
+
+def test_woflo_runs_on_the_command_line(tmp_path: Path) -> None:
+    script = _program(
+        tmp_path,
+        """
+        from woflo import task
+        @task(retries=2, retry_sleep_time=0)
+        def fetch_data():
+            raise ConnectionError("the API hung up")
+        @task
+        def ok():
+            return 1
+        fetch_data().wait()
+        ok().wait()
+        """,
+    )
+    home = tmp_path / "home"
+    env = {"WOFLO_HOME": str(home)}
+    assert run_script(script, env=env).returncode == 0
+    table = _woflo("runs", env=env)
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split() == [
+        "RUN",
+        "ID",
+        "TASK",
+        "STATE",
+        "ATTEMPTS",
+        "DURATION",
+        "STARTED",
+        "ERROR",
+    ]
+    assert lines[0].split()[1:4] == ["ok", "completed", "1"]  # newest first
+    assert "fetch_data" in lines[1]
+    assert "failed" in lines[1]
+    assert "ConnectionError('the API hung up')" in lines[1]
+    listed = json.loads(_woflo("runs", "--state", "failed", "--json", env=env).stdout)
+    [failed] = listed
+    assert {"run_id", "task", "state", "attempts", "runner", "created_at", "ended_at",
+            "duration", "error", "program"} <= failed.keys()  # fmt: skip
+    assert (failed["task"], failed["attempts"]) == ("fetch_data", 3)
+    shown = _woflo("runs", "show", failed["run_id"], env=env)
+    assert shown.returncode == 0
+    assert shown.stdout.count("attempt ") >= 3
+    assert "ConnectionError: the API hung up" in shown.stdout
+    assert "program.py" in shown.stdout
+    detail = json.loads(_woflo("runs", "show", failed["run_id"], "--json", env=env).stdout)
+    assert len(detail["attempts_detail"]) == 3
+    missing = _woflo("runs", "show", "0000", env=env)
+    assert missing.returncode == 1
+    assert "no run '0000'" in missing.stderr
+    empty = _woflo("runs", env={"WOFLO_HOME": str(tmp_path / "nothing")})
+    assert (empty.returncode, empty.stdout.strip()) == (0, "no runs recorded (yet)")
+
+
+def test_the_history_plugin_uses_public_hooks_only() -> None:
+    """A third party can replace it: it implements lifecycle hooks and nothing else."""
+    from woflo.hookspecs import NOTIFICATIONS
+
+    hooks = {name for name in dir(recording) if name.startswith("woflo_")}
+    assert hooks
+    assert hooks <= set(NOTIFICATIONS)

@@ -1,0 +1,313 @@
+"""Run history: every run remembered in one SQLite database under ``WOFLO_HOME``.
+
+The built-in ``history`` plugin (:mod:`woflo_plugins.history`) records runs through the public
+lifecycle hooks; this module is the store both it and ``woflo runs`` use, and the Python API to
+read it::
+
+    from woflo import history
+
+    for run in history.runs(task="fetch_data", state="failed", since=3600, limit=20):
+        print(run["run_id"], run["attempts"], run["error"])
+    history.run("8317c8687700000b")["attempts_detail"]   # every attempt
+
+The database is ``WOFLO_HOME/history.sqlite3`` (``WOFLO_HOME`` defaults to the per-user state
+directory: ``$XDG_STATE_HOME/woflo`` or ``~/.local/state/woflo`` on Linux,
+``~/Library/Application Support/woflo`` on macOS, ``%LOCALAPPDATA%\\woflo`` on Windows), in WAL
+mode, its schema versioned (``PRAGMA user_version``) and migrated forward on open. Many
+programs may write it at once: each writes from one thread, in short transactions, waiting
+for the others' locks (``busy_timeout``) instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HOME_ENV",
+    "SCHEMA_VERSION",
+    "HistoryError",
+    "connect",
+    "database_path",
+    "home",
+    "prune",
+    "run",
+    "runs",
+]
+
+HOME_ENV = "WOFLO_HOME"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer or reader waits for another program's lock before giving up."""
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+        CREATE TABLE programs (
+            program_id TEXT PRIMARY KEY,
+            argv TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            cwd TEXT NOT NULL,
+            started_at REAL NOT NULL
+        );
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            program_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            runner TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            ended_at REAL,
+            duration REAL,
+            error_type TEXT,
+            error_message TEXT
+        );
+        CREATE INDEX runs_by_created ON runs (created_at);
+        CREATE INDEX runs_by_task ON runs (task, created_at);
+        CREATE INDEX runs_by_state ON runs (state, created_at);
+        CREATE INDEX runs_by_program ON runs (program_id);
+        CREATE TABLE attempts (
+            run_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            started_at REAL,
+            duration REAL,
+            outcome TEXT,
+            error_type TEXT,
+            error_message TEXT,
+            traceback TEXT,
+            pid INTEGER,
+            PRIMARY KEY (run_id, attempt)
+        );
+    """,
+}
+
+
+class HistoryError(Exception):
+    """The history database cannot be opened or read (the message says why and where)."""
+
+
+def home() -> Path:
+    """Where woflo keeps its files: ``WOFLO_HOME``, else the per-user state directory."""
+    configured = os.environ.get(HOME_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "woflo"
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "woflo"
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    return (Path(state) if state else Path.home() / ".local" / "state") / "woflo"
+
+
+def database_path() -> Path:
+    """The history database's path."""
+    return home() / "history.sqlite3"
+
+
+def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connection:
+    """A connection to the history database (created and migrated when ``create``).
+
+    :raises HistoryError: when it cannot be opened, created or migrated, saying why.
+    """
+    path = database_path() if path is None else path
+    try:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise HistoryError(f"no run history yet at {path}")
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise HistoryError(f"cannot open the run history at {path}: {exc}") from exc
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        _migrate(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise HistoryError(f"cannot use the run history at {path}: {exc}") from exc
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"its schema is version {version}, newer than this woflo's {SCHEMA_VERSION}"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            current = connection.execute("PRAGMA user_version").fetchone()[0]
+            if current < target:  # (another program may have migrated meanwhile)
+                for statement in _MIGRATIONS[target].split(";"):  # (not executescript: it
+                    if statement.strip():  # commits first, and this must be one transaction)
+                        connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {target}")
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "r.run_id, r.task, r.runner, r.state, r.attempts, r.created_at, r.ended_at, r.duration, "
+    "r.error_type, r.error_message, r.program_id, p.argv, p.pid, p.host"
+)
+
+
+def runs(
+    *,
+    task: str | None = None,
+    state: str | Sequence[str] | None = None,
+    since: float | None = None,
+    limit: int | None = 50,
+    path: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Recorded runs, newest first.
+
+    :param task: only this task's runs.
+    :param state: only runs in this state (or these states), e.g. ``"failed"``.
+    :param since: only runs created in the last ``since`` seconds.
+    :param limit: at most this many (``None``: all).
+    :raises HistoryError: when the database cannot be read.
+    """
+    where, params = [], []
+    if task is not None:
+        where.append("r.task = ?")
+        params.append(task)
+    if state is not None:
+        states = [state] if isinstance(state, str) else list(state)
+        where.append(f"r.state IN ({', '.join('?' for _ in states)})")
+        params.extend(states)
+    if since is not None:
+        where.append("r.created_at >= ?")
+        params.append(time.time() - since)
+    sql = f"SELECT {_COLUMNS} FROM runs r LEFT JOIN programs p USING (program_id)"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY r.created_at DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return [_run_row(row) for row in _query(sql, params, path)]
+
+
+def run(run_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
+    """One recorded run with every attempt (``attempts_detail``), or ``None`` if unknown."""
+    sql = f"SELECT {_COLUMNS} FROM runs r LEFT JOIN programs p USING (program_id) WHERE run_id = ?"
+    found = _query(sql, [run_id], path)
+    if not found:
+        return None
+    result = _run_row(found[0])
+    attempts = _query(
+        "SELECT attempt, started_at, duration, outcome, error_type, error_message, traceback, "
+        "pid FROM attempts WHERE run_id = ? ORDER BY attempt",
+        [run_id],
+        path,
+    )
+    result["attempts_detail"] = [
+        {
+            "attempt": a[0],
+            "started_at": _iso(a[1]),
+            "duration": a[2],
+            "outcome": a[3],
+            "error": _error(a[4], a[5]),
+            "traceback": a[6],
+            "pid": a[7],
+        }
+        for a in attempts
+    ]
+    return result
+
+
+def prune(
+    *, older_than: float | None = None, keep: int | None = None, path: Path | None = None
+) -> int:
+    """Delete runs created more than ``older_than`` seconds ago, and all but the newest
+    ``keep`` runs; how many runs were deleted."""
+    connection = connect(path)
+    try:
+        deleted = 0
+        connection.execute("BEGIN IMMEDIATE")
+        if older_than is not None:
+            deleted += _delete(connection, "created_at < ?", [time.time() - older_than])
+        if keep is not None:
+            cutoff = connection.execute(
+                "SELECT created_at FROM runs ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                [max(0, int(keep))],
+            ).fetchone()
+            if cutoff is not None:
+                deleted += _delete(connection, "created_at <= ?", [cutoff[0]])
+        connection.execute(
+            "DELETE FROM programs WHERE program_id NOT IN (SELECT DISTINCT program_id FROM runs)"
+        )
+        connection.execute("COMMIT")
+        return deleted
+    except sqlite3.Error as exc:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise HistoryError(f"cannot prune the run history: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def _delete(connection: sqlite3.Connection, condition: str, params: Iterable[Any]) -> int:
+    params = list(params)
+    connection.execute(
+        f"DELETE FROM attempts WHERE run_id IN (SELECT run_id FROM runs WHERE {condition})", params
+    )
+    return connection.execute(f"DELETE FROM runs WHERE {condition}", params).rowcount
+
+
+def _query(sql: str, params: Sequence[Any], path: Path | None) -> list[tuple[Any, ...]]:
+    if not (database_path() if path is None else path).exists():
+        return []  # nothing recorded yet
+    connection = connect(path, create=False)
+    try:
+        return connection.execute(sql, list(params)).fetchall()
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot read the run history: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def _run_row(row: Sequence[Any]) -> dict[str, Any]:
+    argv = json.loads(row[11]) if row[11] else []
+    return {
+        "run_id": row[0],
+        "task": row[1],
+        "runner": row[2],
+        "state": row[3],
+        "attempts": row[4],
+        "created_at": _iso(row[5]),
+        "ended_at": _iso(row[6]),
+        "duration": row[7],
+        "error": _error(row[8], row[9]),
+        "program": {"id": row[10], "argv": argv, "pid": row[12], "host": row[13]},
+    }
+
+
+def _error(kind: str | None, message: str | None) -> str | None:
+    if kind is None:
+        return None
+    return f"{kind}({message!r})" if message else f"{kind}()"
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    import datetime
+
+    return datetime.datetime.fromtimestamp(when, tz=datetime.UTC).isoformat()
