@@ -132,7 +132,14 @@ class Hooks:
     @staticmethod
     def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
         for impl in reversed(caller.get_hookimpls()):
+            names = impl.argnames
             try:
-                impl.function(*[kwargs[name] for name in impl.argnames])
+                if names == _RUN_ONLY:  # (most implementations: no argument list to build)
+                    impl.function(run)
+                else:
+                    impl.function(*[kwargs[name] for name in names])
             except Exception as exc:
                 report_hook_error(run, f"{caller.name} of plugin {impl.plugin_name!r}", exc)
+
+
+_RUN_ONLY = ("run",)

@@ -63,6 +63,7 @@ class _Recorder:
         self.wake = threading.Event()
         self.idle = threading.Event()
         self.idle.set()
+        self.awake = False  # ``wake`` is set (a plain flag: cheaper to read on the call path)
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.enabled: bool | None = None  # read at the first run (a worker never records)
@@ -74,18 +75,22 @@ class _Recorder:
         self.failures = 0
 
     def put(self, kind: int, row: tuple[Any, ...]) -> None:
-        if not self.enabled:
-            if self.enabled is not None:
-                return
-            self.enabled = _enabled()
-            if not self.enabled:
-                return
+        if self.thread is None and not self._first():
+            return
         self.queues[kind].append(row)
-        if self.thread is None:
-            self._start()
-        if not self.wake.is_set():
+        if not self.awake:
+            self.awake = True
             self.idle.clear()
             self.wake.set()
+
+    def _first(self) -> bool:
+        """Whether to record at all (read at the first run: a worker never records); the
+        writer started if so."""
+        if self.enabled is None:
+            self.enabled = _enabled()
+        if self.enabled:
+            self._start()
+        return self.enabled
 
     def _start(self) -> None:
         with self.lock:
@@ -112,6 +117,7 @@ class _Recorder:
         """Wait until every event queued so far is written (or dropped): ``True`` if so."""
         if self.thread is None:
             return True
+        self.awake = True
         self.wake.set()
         return self.idle.wait(timeout)
 
@@ -122,7 +128,8 @@ class _Recorder:
         while True:
             self.wake.wait()
             time.sleep(BATCH_WINDOW)  # gather a batch (not a wait for anything)
-            self.wake.clear()
+            self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
+            self.awake = False
             batch = self.retry or [[] for _ in self.queues]
             self.retry = []
             for queue, rows in zip(self.queues, batch, strict=True):
@@ -145,6 +152,7 @@ class _Recorder:
                 self.failures += 1
                 if self.failures < 3:  # (a lock held too long, say): once more, later
                     self.retry = batch
+                    self.awake = True
                     self.wake.set()
                 else:
                     self.failures = 0
