@@ -164,6 +164,33 @@ def test_runs_finishing_at_exit_are_flushed(tmp_path: Path) -> None:
     assert {r["state"] for r in rows} == {"completed"}
 
 
+def test_a_killed_program_loses_at_most_the_batch_being_gathered(tmp_path: Path) -> None:
+    """SIGKILL right after a burst of runs: what was written stays (WAL, committed batches),
+    and the database opens and reads fine afterwards."""
+    script = _program(
+        tmp_path,
+        """
+        import os, signal, sys
+        from woflo import task
+        from woflo.runners import SequentialTaskRun
+        import woflo_plugins.history
+        t = task(runner=SequentialTaskRun)(lambda i: i)
+        for i in range(200):
+            t(i)
+        woflo_plugins.history.flush(10)   # these are committed ...
+        for i in range(5):
+            t(i)                           # ... these may be lost with the kill
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    home = tmp_path / "home"
+    result = run_script(script, env={"WOFLO_HOME": str(home)})
+    assert result.returncode == -9, result.stderr
+    rows = history.runs(limit=None, path=home / "history.sqlite3")
+    assert 200 <= len(rows) <= 205
+    assert {r["state"] for r in rows[-200:]} == {"completed"}
+
+
 def test_retention_prunes_in_the_background_and_by_hand(tmp_path: Path) -> None:
     home = tmp_path / "home"
     many = _program(
