@@ -30,15 +30,17 @@ _RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
 
 def map_runs(task: Task[..., R], iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> RunGroup[R]:
     """:meth:`Task.map`: one run per item of the zipped iterables."""
-    columns: list[tuple[str | int, Any]] = []
-    constants: dict[str | int, Any] = {}
-    for key, value in itertools.chain(enumerate(iterables), kwargs.items()):
+    columns: list[tuple[Any, Any]] = []  # (position or keyword, the items)
+    constants: dict[Any, Any] = {}
+    pairs: Iterable[tuple[Any, Any]] = itertools.chain(enumerate(iterables), kwargs.items())
+    for key, value in pairs:
         if type(value) is unmapped:
             constants[key] = value.value
             continue
         if isinstance(value, RunLike):
             raise OptionTypeError(
-                f"{task.name}.map() cannot iterate run {value.run_id}: its value is not known "
+                f"{task.name}.map() cannot iterate run {getattr(value, 'run_id', value)}: its "
+                "value is not known "
                 "yet; map over a list of runs (or a RunGroup), or pass it with unmapped(run)"
             )
         try:
@@ -66,7 +68,7 @@ def map_runs(task: Task[..., R], iterables: tuple[Any, ...], kwargs: dict[str, A
         given = dict(constants)
         given.update(zip((key for key, _items in columns), row, strict=True))
         positional = tuple(given.pop(i) for i in range(len(iterables)))
-        runs.append(task(*positional, **given))
+        runs.append(task(*positional, **{str(k): v for k, v in given.items()}))
     return RunGroup(runs)
 
 

@@ -183,7 +183,8 @@ def runs(
     :param limit: at most this many (``None``: all).
     :raises HistoryError: when the database cannot be read.
     """
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if task is not None:
         where.append("r.task = ?")
         params.append(task)

@@ -125,6 +125,8 @@ class _Recorder:
         from woflo import history
 
         connection = None
+        program = self.program
+        assert program is not None  # (set before the thread starts)
         while True:
             self.wake.wait()
             time.sleep(BATCH_WINDOW)  # gather a batch (not a wait for anything)
@@ -139,9 +141,9 @@ class _Recorder:
                 if connection is None:
                     connection = history.connect()
                     connection.execute(
-                        "INSERT OR IGNORE INTO programs VALUES (?, ?, ?, ?, ?, ?)", self.program
+                        "INSERT OR IGNORE INTO programs VALUES (?, ?, ?, ?, ?, ?)", program
                     )
-                _write(connection, self.program[0], batch)  # type: ignore[index]
+                _write(connection, program[0], batch)
                 ended = len(batch[-1])
                 self.written += ended
                 if self.written >= PRUNE_EVERY or self.written == ended:

@@ -72,7 +72,8 @@ class Channel:
         buffer = self._buffer
         if len(buffer) < _HEADER.size:
             return False
-        return len(buffer) >= _HEADER.size + _HEADER.unpack_from(buffer)[0]
+        size: int = _HEADER.unpack_from(buffer)[0]
+        return len(buffer) >= _HEADER.size + size
 
     def poll(self, timeout: float = 0.0) -> bool:
         """Whether a message (or end of file) can be read within ``timeout`` seconds."""

@@ -54,7 +54,8 @@ class LineWriter(io.TextIOBase):
         return getattr(self._stream, "name", self._fd)
 
     def fileno(self) -> int:
-        return self._fd
+        fd: int = self._fd
+        return fd
 
     def isatty(self) -> bool:
         return os.isatty(self._fd)

@@ -352,7 +352,7 @@ class Pool:
         # worker slow to read, or stopped), and this result, already here, must not wait for
         # that; nor does the watch, which a standby takes over from a send that takes long.
         early = following is not None and following.frame_size() <= EARLY_SEND
-        if early:
+        if following is not None and early:
             self._start(worker, following, watcher=True)
         self._relay.add(job.call.run_id, _endings.report, job, outcome)
         if following is not None and not early:
