@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 from collections.abc import Coroutine, Iterable
 from typing import Any
+
+from woflo._threads import background_thread
 
 
 async def result_of(run: Any) -> Any:
@@ -64,7 +65,7 @@ def run_coroutine(coro: Coroutine[Any, Any, Any]) -> Any:
         except BaseException as error:  # the task's own, raised in the caller's thread
             result["error"] = error
 
-    thread = threading.Thread(target=target, name="woflo-async-task", daemon=True)
+    thread = background_thread(target, "woflo-async-task")
     thread.start()
     thread.join()
     if "error" in result:

@@ -127,7 +127,9 @@ def _die_with_creator() -> None:
         wait([sentinel])
         os._exit(1)
 
-    threading.Thread(target=watch, name="woflo-creator-watch", daemon=True).start()
+    from woflo._threads import background_thread
+
+    background_thread(watch, "woflo-creator-watch").start()
 
 
 def start_capture(emit: Sink | None, context: dict[str, Any]) -> Any:

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from woflo._threads import background_thread
+
 
 class TimerHandle:
     """A scheduled callback; :meth:`cancel` keeps it from running."""
@@ -48,7 +50,7 @@ class Scheduler:
         with self._cond:
             heapq.heappush(self._heap, (handle.when, next(self._counter), handle))
             if self._thread is None or not self._thread.is_alive():
-                thread = threading.Thread(target=self._loop, name="woflo-scheduler", daemon=True)
+                thread = background_thread(self._loop, "woflo-scheduler")
                 try:
                     thread.start()
                 except RuntimeError:  # interpreter exit: serve_until() serves the heap

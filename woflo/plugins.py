@@ -25,6 +25,7 @@ import pluggy
 from woflo import hookspecs
 from woflo._hooks import Hooks
 from woflo._run import BaseTaskRun
+from woflo._threads import background_thread
 from woflo._types import CORE_OPTIONS, Outcome, TaskCall, TaskOption
 from woflo.errors import PluginError
 from woflo.hookspecs import NOTIFICATIONS, hookimpl
@@ -37,6 +38,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginInfo",
     "PluginSystem",
+    "background_thread",
     "current_plugin_system",
     "get_plugin_system",
     "hookimpl",

@@ -27,6 +27,7 @@ from typing import Any
 
 from woflo import BaseTaskRun, Outcome, hookimpl
 from woflo.options import from_env, number, whole_number
+from woflo.plugins import background_thread
 
 __all__ = ["DAYS_ENV", "ENV", "FLUSH_AT_EXIT", "MAX_RUNS_ENV", "flush", "reset"]
 
@@ -108,7 +109,7 @@ class _Recorder:
                 os.getcwd(),
                 time.time(),
             )
-            thread = threading.Thread(target=self._write_forever, name="woflo-history", daemon=True)
+            thread = background_thread(self._write_forever, "woflo-history")
             self.thread = thread
             atexit.register(self.flush, FLUSH_AT_EXIT)
             thread.start()

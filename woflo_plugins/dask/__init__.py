@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from woflo import BaseTaskRun, Outcome, TaskCall, hookimpl, remote
 from woflo.errors import OptionTypeError, TaskCrashed, TaskStopped, WofloError
 from woflo.options import boolean, check
+from woflo.plugins import background_thread
 
 __all__ = ["DaskTaskRun", "configure", "get_client", "reset"]
 
@@ -228,7 +229,7 @@ class _Collector:
     def __init__(self, client: Any) -> None:
         self._client = client
         self._queue: queue.SimpleQueue[tuple[Any, TaskCall, Any]] = queue.SimpleQueue()
-        threading.Thread(target=self._loop, name="woflo-dask-results", daemon=True).start()
+        background_thread(self._loop, "woflo-dask-results").start()
 
     def put(self, item: tuple[Any, TaskCall, Any]) -> None:
         self._queue.put(item)

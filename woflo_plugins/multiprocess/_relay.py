@@ -27,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from woflo.plugins import background_thread
+
 __all__ = ["TAKE_OVER_AFTER", "Relay"]
 
 TAKE_OVER_AFTER = 0.05
@@ -85,7 +87,7 @@ class Relay:
     # ---- the threads ----------------------------------------------------------------------
 
     def _thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        thread = background_thread(self._main, self._name)
         self._threads.add(thread)
         return thread
 
