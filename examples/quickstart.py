@@ -63,3 +63,21 @@ print("book:", reading.get_result())
 endless = read_a_book.with_options(name="endless")("War and Peace")
 endless.stop()
 print(f"stopped: {endless.state}, is_running() = {endless.is_running()}")
+
+
+# 5. Runs that feed runs: no blocking while they wait for each other, and a map.
+@task
+def load(i):
+    return i * 10
+
+
+@task
+def combine(a, b):
+    return a + b
+
+
+combined = combine(load(1), load(2))  # pending until both loads completed
+print("combined:", combined.get_result())
+print("mapped:", load.map(range(5)).get_result())
+
+# Every run above is remembered: try `woflo runs` (or `woflo runs --state failed`) now.
