@@ -93,7 +93,7 @@ def wait(
         )
     seconds = wait_seconds(timeout)
     pending = set(_runs(runs, "wait"))
-    done = {run for run in pending if run.state.is_final and not run.is_running()}
+    done = {run for run in pending if not run.is_running()}
     pending -= done
 
     def enough() -> bool:

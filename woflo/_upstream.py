@@ -147,7 +147,11 @@ def find_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[BaseTas
     return found
 
 
-def _collect(value: Any, found: list[BaseTaskRun[Any]], seen: set[int]) -> None:
+def _collect(
+    value: Any, found: list[BaseTaskRun[Any]], seen: set[int], *, allowed: bool = True
+) -> None:
+    """Append the runs in ``value`` to ``found`` (those passed as :class:`allow_failure`
+    too, unless not ``allowed``); ``seen``: the containers visited (a list may hold itself)."""
     kind = type(value)
     if kind in _ATOMIC:
         return
@@ -156,14 +160,19 @@ def _collect(value: Any, found: list[BaseTaskRun[Any]], seen: set[int]) -> None:
     elif kind is RunGroup:
         found.extend(value)
     elif kind is allow_failure:
-        _collect(value.run, found, seen)
-    elif kind in _CONTAINERS or (isinstance(value, tuple) and hasattr(value, "_fields")):
+        if allowed:
+            _collect(value.run, found, seen)
+    elif kind in _CONTAINERS or _is_namedtuple(value):
         if id(value) in seen:
             return
         seen.add(id(value))
         for item in value.values() if kind is dict else value:
             if type(item) not in _ATOMIC:
-                _collect(item, found, seen)
+                _collect(item, found, seen, allowed=allowed)
+
+
+def _is_namedtuple(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(value, "_fields")
 
 
 def _resolved(value: Any) -> Any:
@@ -187,7 +196,7 @@ def _resolved(value: Any) -> Any:
         return kind(_resolved(item) for item in value)
     if kind is tuple:
         return tuple(_resolved(item) for item in value)
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+    if _is_namedtuple(value):
         return kind(*(_resolved(item) for item in value))
     return value
 
@@ -278,21 +287,10 @@ class Countdown:
 def _failed_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The first upstream run, in argument order, that did not complete and may not fail."""
     required: list[BaseTaskRun[Any]] = []
+    seen: set[int] = set()
     for value in (*args, *kwargs.values()):
-        if type(value) not in _ATOMIC:
-            _collect(_without_allowed(value), required, set())
+        _collect(value, required, seen, allowed=False)
     return next((run for run in required if run.state is not RunState.COMPLETED), None)
-
-
-def _without_allowed(value: Any) -> Any:
-    kind = type(value)
-    if kind is allow_failure:
-        return None
-    if kind is dict:
-        return [_without_allowed(item) for item in value.values()]
-    if kind in _CONTAINERS or (isinstance(value, tuple) and hasattr(value, "_fields")):
-        return [_without_allowed(item) for item in value]
-    return value
 
 
 def _deadline(timeout: float | None) -> float | None:
