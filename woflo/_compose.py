@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from woflo._rules import wait_seconds
+from woflo._rules import deadline_after, seconds_left, wait_seconds
 from woflo._types import RunState
 from woflo._upstream import RunGroup, RunLike, unmapped
 from woflo.errors import OptionTypeError, OptionValueError, WaitTimeout
@@ -139,8 +138,7 @@ def as_completed(
     """
     import queue
 
-    seconds = wait_seconds(timeout)
-    deadline = None if seconds is None else time.monotonic() + seconds
+    deadline = deadline_after(timeout)
     unique = list(dict.fromkeys(_runs(runs, "as_completed")))
     ended: queue.SimpleQueue[BaseTaskRun[Any]] = queue.SimpleQueue()
     bar = None
@@ -152,9 +150,8 @@ def as_completed(
         run.add_done_callback(ended.put)
     try:
         for left in range(len(unique), 0, -1):
-            wait_for = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                run = ended.get(timeout=wait_for)
+                run = ended.get(timeout=seconds_left(deadline))
             except queue.Empty:
                 raise WaitTimeout(
                     f"{left} of {len(unique)} runs still going after {timeout} s; they go on"

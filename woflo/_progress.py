@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from woflo._rules import wait_seconds
+from woflo._rules import deadline_after, seconds_left
 from woflo._types import RunState
 
 _ORDER = [state.value for state in RunState]
@@ -86,8 +86,7 @@ def progress(
     """
     from woflo.errors import WaitTimeout
 
-    seconds = wait_seconds(timeout)
-    deadline = None if seconds is None else time.monotonic() + seconds
+    deadline = deadline_after(timeout)
     bar = Progress(runs, file)
     changed = threading.Condition()
     left = [len(bar.runs)]
@@ -104,8 +103,8 @@ def progress(
             with changed:
                 if not left[0]:
                     return bar.runs
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                remaining = seconds_left(deadline)
+                if remaining == 0:
                     raise WaitTimeout(
                         f"{left[0]} of {len(bar.runs)} runs still going after {timeout} s; "
                         "they go on"

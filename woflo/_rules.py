@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 
 from woflo._types import Outcome, RunState
 from woflo.errors import (
@@ -104,3 +105,15 @@ def check_not_loading(task_name: str) -> None:
             "worker would call them again. Guard those calls with "
             "'if __name__ == \"__main__\":' (or move the tasks to a module without them)"
         )
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    """The ``time.monotonic()`` at which a wait of ``timeout`` (as :func:`wait_seconds` takes
+    it) ends; ``None``: never."""
+    seconds = wait_seconds(timeout)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def seconds_left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` (at least 0); ``None`` for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -11,11 +11,10 @@ place (:func:`resolved_arguments`). Other containers are passed as they are, uns
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from woflo._rules import wait_seconds
+from woflo._rules import deadline_after, seconds_left
 from woflo._types import Outcome, RunState
 from woflo.errors import OptionTypeError, UpstreamFailed
 
@@ -106,13 +105,13 @@ class RunGroup(Sequence["BaseTaskRun[R]"]):
             from woflo._progress import progress as show
 
             show(self._runs, timeout=timeout)
-        deadline = _deadline(timeout)
-        return [run.get_result(_left(deadline)) for run in self._runs]
+        deadline = deadline_after(timeout)
+        return [run.get_result(seconds_left(deadline)) for run in self._runs]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every run is final, or ``timeout`` passes: whether all are final."""
-        deadline = _deadline(timeout)
-        return all(run.wait(_left(deadline)) for run in self._runs)
+        deadline = deadline_after(timeout)
+        return all(run.wait(seconds_left(deadline)) for run in self._runs)
 
     def stop(self) -> int:
         """Stop every run still going; how many this call stopped."""
@@ -291,12 +290,3 @@ def _failed_upstream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     for value in (*args, *kwargs.values()):
         _collect(value, required, seen, allowed=False)
     return next((run for run in required if run.state is not RunState.COMPLETED), None)
-
-
-def _deadline(timeout: float | None) -> float | None:
-    seconds = wait_seconds(timeout)
-    return None if seconds is None else time.monotonic() + seconds
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
