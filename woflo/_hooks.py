@@ -37,36 +37,52 @@ def report_hook_error(run: BaseTaskRun[Any], where: str, error: BaseException) -
 class Hooks:
     """Typed calls of the hooks of one plugin manager."""
 
-    __slots__ = ("_relay",)
+    __slots__ = ("_plans", "_relay")
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._relay = pm.hook
+        self._plans: dict[str, tuple[list[Any], list[Any]]] = {}
 
     # ---- lifecycle notifications -------------------------------------------------------------
 
     def run_created(self, run: BaseTaskRun[Any]) -> None:
         """Fire ``woflo_run_created``."""
-        self._notify(run, self._relay.woflo_run_created, {"run": run})
+        self._notify(self._relay.woflo_run_created, (run,))
 
     def attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
         """Fire ``woflo_attempt_started``."""
-        self._notify(run, self._relay.woflo_attempt_started, {"run": run, "attempt": attempt})
+        self._notify(self._relay.woflo_attempt_started, (run, attempt))
 
     def attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
         """Fire ``woflo_attempt_finished``."""
-        args = {"run": run, "attempt": attempt, "outcome": outcome}
-        self._notify(run, self._relay.woflo_attempt_finished, args)
+        self._notify(self._relay.woflo_attempt_finished, (run, attempt, outcome))
 
     def retry_scheduled(
         self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
     ) -> None:
         """Fire ``woflo_retry_scheduled``."""
-        args = {"run": run, "attempt": attempt, "outcome": outcome, "delay": delay}
-        self._notify(run, self._relay.woflo_retry_scheduled, args)
+        self._notify(self._relay.woflo_retry_scheduled, (run, attempt, outcome, delay))
 
     def run_finished(self, run: BaseTaskRun[Any]) -> None:
         """Fire ``woflo_run_finished``."""
-        self._notify(run, self._relay.woflo_run_finished, {"run": run})
+        self._notify(self._relay.woflo_run_finished, (run,))
+
+    def _notify(self, caller: Any, args: tuple[Any, ...]) -> None:
+        """Call each implementation of ``caller`` (newest registered first, as pluggy does)
+        with ``args`` (the hook's arguments in the specification's order), each on its own:
+        a failure is reported on the run (``args[0]``) and the next one is called."""
+        impls = caller.get_hookimpls()
+        plan = self._plans.get(caller.name)
+        if plan is None or plan[0] != impls:  # (plugins registered or removed since)
+            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
+        for function, width, picks, impl in plan[1]:
+            try:
+                if picks is None:  # the arguments it takes are a prefix of the spec's
+                    function(*args[:width])
+                else:
+                    function(*[args[i] for i in picks])
+            except Exception as exc:
+                report_hook_error(args[0], f"{caller.name} of plugin {impl.plugin_name!r}", exc)
 
     # ---- decisions ---------------------------------------------------------------------------
 
@@ -129,17 +145,16 @@ class Hooks:
             traceback.print_exc()
             return True
 
-    @staticmethod
-    def _notify(run: BaseTaskRun[Any], caller: Any, kwargs: dict[str, Any]) -> None:
-        for impl in reversed(caller.get_hookimpls()):
-            names = impl.argnames
-            try:
-                if names == _RUN_ONLY:  # (most implementations: no argument list to build)
-                    impl.function(run)
-                else:
-                    impl.function(*[kwargs[name] for name in names])
-            except Exception as exc:
-                report_hook_error(run, f"{caller.name} of plugin {impl.plugin_name!r}", exc)
 
-
-_RUN_ONLY = ("run",)
+def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, int, tuple[int, ...] | None, Any]]:
+    """How to call each implementation: its function, how many leading arguments it takes,
+    or (when it takes them in another order, or skips some) their positions."""
+    spec = tuple(caller.spec.argnames) if caller.spec is not None else ()
+    plan: list[tuple[Any, int, tuple[int, ...] | None, Any]] = []
+    for impl in reversed(impls):
+        names = tuple(impl.argnames)
+        if names == spec[: len(names)]:
+            plan.append((impl.function, len(names), None, impl))
+        else:
+            plan.append((impl.function, 0, tuple(spec.index(name) for name in names), impl))
+    return plan

@@ -287,6 +287,39 @@ def test_per_task_plugins_see_only_their_tasks_runs() -> None:
     assert mine.hooks == ["run_created", "attempt_started", "attempt_finished", "run_finished"]
 
 
+def test_hook_implementations_take_any_subset_of_arguments_in_any_order(
+    plugins: PluginSystem,
+) -> None:
+    """Like pluggy: an implementation names the arguments it wants, in any order; one
+    registered after runs already fired the hooks is called from then on."""
+    seen: list[tuple[Any, ...]] = []
+
+    class Picky:
+        @hookimpl
+        def woflo_attempt_finished(self, outcome: Outcome, attempt: int) -> None:
+            seen.append(("finished", outcome.value, attempt))
+
+        @hookimpl
+        def woflo_retry_scheduled(self, delay: float, run: Any) -> None:
+            seen.append(("retry", delay, run.task.name))
+
+    class Late:
+        @hookimpl
+        def woflo_attempt_finished(self, attempt: int) -> None:
+            seen.append(("late", attempt))
+
+    work = task(runner=SequentialTaskRun, retries=1, retry_sleep_time=0)(flaky(1, then="done"))
+    plugins.add(Picky(), name="picky")
+    work()
+    assert seen == [("finished", None, 1), ("retry", 0.0, work.name), ("finished", "done", 2)]
+    seen.clear()
+    plugins.add(Late(), name="late")
+    task(runner=SequentialTaskRun, retries=1, retry_sleep_time=0)(flaky(1, then="done"))()
+    assert ("late", 1) in seen
+    assert ("late", 2) in seen
+    assert len(seen) == 5
+
+
 # ---- a failing hook implementation ----------------------------------------------------------
 
 

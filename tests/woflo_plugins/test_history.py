@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,36 @@ def test_every_run_is_recorded_with_its_attempts(history_home: Path) -> None:
     assert "the API hung up" in attempts[0]["traceback"]
     assert history.run(here.run_id)["attempts_detail"][0]["pid"] == os.getpid()  # type: ignore[index]
     assert history.run("nope") is None
+
+
+def test_a_run_that_goes_on_is_shown_running_and_then_once_as_it_ended(
+    history_home: Path,
+) -> None:
+    """The writer keeps a run's creation and start back for a moment, hoping to write the run
+    once when it ends; a run that goes on longer is shown running all the same."""
+    release = threading.Event()
+    blocked = task(runner=SequentialTaskRun, name="blocked")(lambda: release.wait(TIMEOUT))
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        rows: list[dict[str, object]] = []
+        while time.monotonic() < deadline:  # (another program's view: it can only look)
+            rows = history.runs(task="blocked")
+            if rows and rows[0]["state"] == "running":
+                break
+            time.sleep(0.05)
+        assert [(r["state"], r["attempts"], r["ended_at"]) for r in rows] == [("running", 1, None)]
+    finally:
+        release.set()
+        thread.join(TIMEOUT)
+    assert recording.flush(TIMEOUT)
+    [row] = history.runs(task="blocked")
+    assert (row["state"], row["attempts"]) == ("completed", 1)
+    [attempt] = history.run(str(row["run_id"]))["attempts_detail"]  # type: ignore[index]
+    assert (attempt["outcome"], attempt["pid"]) == ("completed", os.getpid())
+    assert attempt["started_at"] is not None
+    assert attempt["duration"] > 0
 
 
 def test_the_filters(history_home: Path) -> None:

@@ -6,12 +6,15 @@ the pid of the process that executed it), the run when it ends; plus the program
 host, directory, start time), so that the runs of one invocation group together.
 
 A run's call path only appends to a queue. One background writer thread drains it in batches
-(one transaction each, the batch's events for one run merged into one row), so recording never
-slows or breaks a run: when the database cannot be written (an unwritable or full disk, a
-corrupt file, a lock held too long), woflo warns once on stderr and the runs go on. At exit the
-queue is flushed, for at most :data:`FLUSH_AT_EXIT` seconds; after a SIGKILL at most the batch
-being gathered is lost. Old runs are pruned in the background: beyond ``WOFLO_HISTORY_DAYS``
-days (default 30) or the newest ``WOFLO_HISTORY_MAX_RUNS`` (default 1,000,000).
+(one transaction each), so recording never slows or breaks a run: when the database cannot be
+written (an unwritable or full disk, a corrupt file, a lock held too long), woflo warns once on
+stderr and the runs go on. The writer keeps a run's creation and an attempt's start back for
+up to :data:`HOLD` seconds: a run that ends meanwhile (nearly all do) is then one insert of
+one row, and its attempt another, instead of inserts and updates of each index. At exit the
+queue is flushed, for at most :data:`FLUSH_AT_EXIT` seconds; after a SIGKILL the batch being
+gathered is lost, and the runs created within :data:`HOLD` seconds that had not ended. Old
+runs are pruned in the background: beyond ``WOFLO_HISTORY_DAYS`` days (default 30) or the
+newest ``WOFLO_HISTORY_MAX_RUNS`` (default 1,000,000).
 
 ``WOFLO_HISTORY=off`` (or ``WOFLO_DISABLE_PLUGINS=history``) records nothing.
 """
@@ -28,6 +31,8 @@ from typing import Any
 from woflo import BaseTaskRun, Outcome, hookimpl
 from woflo.options import from_env, number, whole_number
 from woflo.plugins import background_thread
+from woflo_plugins.history import _store as store
+from woflo_plugins.history._store import CREATED, ENDED, FINISHED, STARTED
 
 __all__ = ["DAYS_ENV", "ENV", "FLUSH_AT_EXIT", "MAX_RUNS_ENV", "flush", "reset"]
 
@@ -38,6 +43,9 @@ FLUSH_AT_EXIT = 5.0
 """Seconds the exit waits, at most, for the queue to be written."""
 BATCH_WINDOW = 0.02
 """Seconds the writer gathers events after the first one of a batch."""
+HOLD = 1.0
+"""Seconds the writer keeps a run's creation (an attempt's start) back, waiting for its end:
+most runs are then written once, as one row, instead of inserted and then updated."""
 PRUNE_EVERY = 10_000
 """Runs written between two prunings."""
 
@@ -57,9 +65,9 @@ class _Recorder:
     """The queue of events, and the writer thread that stores them (started on first use)."""
 
     def __init__(self) -> None:
-        # one queue per kind of event, each row as its statement takes it (see _write)
+        # one queue per kind of event, each row as its statement takes it (see store.write)
         self.queues: tuple[collections.deque[tuple[Any, ...]], ...] = tuple(
-            collections.deque() for _ in _STATEMENTS
+            collections.deque() for _ in store.STATEMENTS
         )
         self.wake = threading.Event()
         self.idle = threading.Event()
@@ -74,6 +82,9 @@ class _Recorder:
         self.written = 0
         self.retry: list[list[tuple[Any, ...]]] = []
         self.failures = 0
+        self.draining = False  # flush() waits: write what is held too
+        self.held_created: dict[str, tuple[float, tuple[Any, ...]]] = {}
+        self.held_started: dict[tuple[str, int], tuple[float, tuple[Any, ...]]] = {}
 
     def put(self, kind: int, row: tuple[Any, ...]) -> None:
         if self.thread is None and not self._first():
@@ -116,8 +127,9 @@ class _Recorder:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued so far is written (or dropped): ``True`` if so."""
-        if self.thread is None:
+        if self.thread is None or self.idle.is_set():  # (a put clears it: nothing pending)
             return True
+        self.draining = True
         self.awake = True
         self.wake.set()
         return self.idle.wait(timeout)
@@ -129,25 +141,23 @@ class _Recorder:
         program = self.program
         assert program is not None  # (set before the thread starts)
         while True:
-            self.wake.wait()
+            self.wake.wait(HOLD if self.held_created or self.held_started else None)
             time.sleep(BATCH_WINDOW)  # gather a batch (not a wait for anything)
             self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
             self.awake = False
-            batch = self.retry or [[] for _ in self.queues]
-            self.retry = []
-            for queue, rows in zip(self.queues, batch, strict=True):
-                for _ in range(len(queue)):  # (what is there now: producers go on meanwhile)
-                    rows.append(queue.popleft())
+            draining, self.draining = self.draining, False  # (a flush asked up to now)
+            batch = self._gather(draining)
             try:
                 if connection is None:
                     connection = history.connect()
                     connection.execute(
                         "INSERT OR IGNORE INTO programs VALUES (?, ?, ?, ?, ?, ?)", program
                     )
-                _write(connection, program[0], batch)
-                ended = len(batch[-1])
+                if any(batch):
+                    store.write(connection, program[0], batch)
+                ended = len(batch[ENDED])
                 self.written += ended
-                if self.written >= PRUNE_EVERY or self.written == ended:
+                if self.written >= PRUNE_EVERY or (ended and self.written == ended):
                     self._prune()
                     self.written %= PRUNE_EVERY
             except Exception as exc:  # never the runs' problem: said once, then quiet
@@ -159,13 +169,57 @@ class _Recorder:
                     self.wake.set()
                 else:
                     self.failures = 0
-                if connection is not None and not _still_usable(connection):
+                if connection is not None and not store.still_usable(connection):
                     connection.close()
                     connection = None
             else:
                 self.failures = 0
-            if not any(self.queues):
+            if not self.retry and not any(self.queues) and not self.held():
                 self.idle.set()
+
+    def held(self) -> bool:
+        """Whether events wait in the writer for their run's (attempt's) end."""
+        return bool(self.held_created or self.held_started)
+
+    def _gather(self, draining: bool) -> list[list[tuple[Any, ...]]]:
+        """The next batch: what the queues hold, less the creations and starts that wait
+        for their end (up to :data:`HOLD` seconds; none when draining). A run created and
+        ended within that time is written once, as one row, and an attempt likewise."""
+        batch = self.retry or [[] for _ in self.queues]
+        self.retry = []
+        created, started, finished, ended = self.queues
+        now = time.monotonic()
+        held_created, held_started = self.held_created, self.held_started
+        for _ in range(len(created)):  # (what is there now: producers go on meanwhile)
+            row = created.popleft()
+            held_created[row[0]] = (now, row)
+        for _ in range(len(started)):
+            row = started.popleft()
+            held_started[row[0], row[1]] = (now, row)
+        for _ in range(len(finished)):
+            row = finished.popleft()
+            start = held_started.pop((row[0], row[1]), None)
+            if start is not None:
+                batch[STARTED].append(start[1])
+            batch[FINISHED].append(row)
+        for _ in range(len(ended)):
+            row = ended.popleft()
+            held_created.pop(row[0], None)
+            batch[ENDED].append(row)
+        due = float("inf") if draining else now - HOLD
+        holds: tuple[tuple[dict[Any, tuple[float, tuple[Any, ...]]], int], ...] = (
+            (held_created, CREATED),
+            (held_started, STARTED),
+        )
+        for held, kind in holds:
+            while held:  # (oldest first: a dict keeps the order of insertion)
+                key = next(iter(held))
+                since, row = held[key]
+                if since > due:
+                    break
+                del held[key]
+                batch[kind].append(row)
+        return batch
 
     def _prune(self) -> None:
         from woflo import history
@@ -201,92 +255,6 @@ def _setting(variable: str, validator: Any, default: Any) -> Any:
 
 
 _said: set[str] = set()
-
-
-def _still_usable(connection: Any) -> bool:
-    try:
-        connection.execute("SELECT 1")
-    except Exception:
-        return False
-    return True
-
-
-CREATED, STARTED, FINISHED, ENDED = range(4)
-_STATEMENTS = (
-    # CREATED (run_id, task, runner, created_at): an ENDED row of the same run may be there
-    "INSERT OR IGNORE INTO runs (run_id, program_id, task, runner, state, attempts, "
-    "created_at) VALUES (?, :program, ?, ?, 'pending', 0, ?)",
-    # STARTED (run_id, attempt, started_at, pid)
-    "INSERT INTO attempts (run_id, attempt, started_at, pid) VALUES (?, ?, ?, ?) ON CONFLICT "
-    "(run_id, attempt) DO UPDATE SET started_at = excluded.started_at, "
-    "pid = coalesce(pid, excluded.pid)",
-    # FINISHED (run_id, attempt, duration, outcome, error_type, error_message, traceback, pid)
-    "INSERT INTO attempts (run_id, attempt, duration, outcome, error_type, error_message, "
-    "traceback, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt) DO UPDATE "
-    "SET duration = excluded.duration, outcome = excluded.outcome, error_type = "
-    "excluded.error_type, error_message = excluded.error_message, traceback = "
-    "excluded.traceback, pid = coalesce(excluded.pid, pid)",
-    # ENDED (run_id, task, runner, state, attempts, created_at, ended_at, duration,
-    # error_type, error_message)
-    "INSERT INTO runs (run_id, program_id, task, runner, state, attempts, created_at, "
-    "ended_at, duration, error_type, error_message) VALUES (?, :program, ?, ?, ?, ?, ?, ?, ?, "
-    "?, ?) ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, attempts = "
-    "excluded.attempts, ended_at = excluded.ended_at, duration = excluded.duration, "
-    "error_type = excluded.error_type, error_message = excluded.error_message",
-)
-
-
-def _write(connection: Any, program_id: str, batch: list[list[tuple[Any, ...]]]) -> None:
-    """One transaction for the batch, one ``executemany`` per kind of event (the rows are
-    as the hooks made them; only a failure's error is turned into text here)."""
-    created, started, finished, ended = batch
-    finished = [row if row[4] is None else _failure(row) for row in finished]
-    ended = [row if row[8] is None else _ended_in_error(row) for row in ended]
-    statements = [s.replace(":program", f"'{program_id}'") for s in _STATEMENTS]
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        for statement, rows in zip(statements, (created, started, finished, ended), strict=True):
-            if rows:
-                connection.executemany(statement, rows)
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-
-
-def _failure(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    run_id, attempt, duration, _outcome, error, _message, _traceback, pid = row
-    pid = pid if pid is not None else getattr(error, "pid", None)  # (a crash says its pid)
-    kind, message = _error_fields(error)
-    return (
-        run_id,
-        attempt,
-        duration,
-        _outcome_of(error),
-        kind,
-        message,
-        _traceback_text(error),
-        pid,
-    )
-
-
-def _ended_in_error(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return (*row[:8], *_error_fields(row[8]))
-
-
-def _error_fields(error: BaseException | None) -> tuple[str | None, str | None]:
-    if error is None:
-        return None, None
-    return type(error).__qualname__, str(error)[:4000]
-
-
-def _traceback_text(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    import traceback
-
-    return "".join(traceback.format_exception(error))[-20000:]
 
 
 _recorder = _Recorder()
@@ -326,22 +294,10 @@ def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
 
 @hookimpl
 def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-    # (a failure's error rides in the error_type place, turned into text by the writer)
-    row = (run.run_id, attempt, outcome.duration, "completed", outcome.error, None, None, None)
-    _recorder.put(FINISHED, row)
+    _recorder.put(FINISHED, (run.run_id, attempt, outcome.duration, outcome.error))
 
 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
-    ended, duration = time.time(), run.duration
-    row = (run.run_id, run.task.name, run.name, run.state.value, run.attempts, ended - duration)
-    _recorder.put(ENDED, (*row, ended, duration, run.exception(), None))
-
-
-def _outcome_of(error: BaseException) -> str:
-    from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout
-
-    for kind, name in ((TaskStopped, "stopped"), (TaskTimeout, "timed_out")):
-        if isinstance(error, kind):
-            return name
-    return "crashed" if isinstance(error, TaskCrashed) else "failed"
+    row = (run.run_id, run.task.name, run.name, run.state, run.attempts, time.time())
+    _recorder.put(ENDED, (*row, run.duration, run.exception()))
