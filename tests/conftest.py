@@ -37,6 +37,7 @@ WOFLO_ENV = (
     "WOFLO_HISTORY",
     "WOFLO_HISTORY_DAYS",
     "WOFLO_HISTORY_MAX_RUNS",
+    "WOFLO_CACHE_MAX_BYTES",
 )
 
 
@@ -144,3 +145,18 @@ def history_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         yield home
     finally:
         woflo_plugins.history.reset()
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A ``WOFLO_HOME`` of this test's own for the result cache (values stored before and
+    during the test are flushed first, so none lands in another test's cache)."""
+    import woflo_plugins.cache
+
+    assert woflo_plugins.cache.flush(30)
+    home = tmp_path / "woflo-home"
+    monkeypatch.setenv("WOFLO_HOME", str(home))
+    try:
+        yield home
+    finally:
+        assert woflo_plugins.cache.flush(30)

@@ -1,5 +1,5 @@
 """``woflo`` on the command line: ``woflo plugins [--json] [--hook NAME]``, ``woflo runs ...``
-(:mod:`woflo._cli_runs`), ``woflo --version``."""
+(:mod:`woflo._cli_runs`), ``woflo cache ...`` (:mod:`woflo._cli_cache`), ``woflo --version``."""
 
 from __future__ import annotations
 
@@ -86,13 +86,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = commands.add_parser("plugins", help="list the plugins loaded and what they add")
     plugins.add_argument("--json", action="store_true", help="print JSON (a stable format)")
     plugins.add_argument("--hook", metavar="NAME", help="only plugins implementing this hook")
-    from woflo import _cli_runs
+    from woflo import _cli_cache, _cli_runs
 
     _cli_runs.add_parser(commands)
+    _cli_cache.add_parser(commands)
     args = parser.parse_args(argv)
-    if args.command == "runs":
+    if args.command in ("runs", "cache"):
         try:
-            return _cli_runs.main(args)
+            command = _cli_runs.main if args.command == "runs" else _cli_cache.main
+            return command(args)
         except BrokenPipeError:  # (| head): the reader has seen enough
             import os
 

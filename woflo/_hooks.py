@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from woflo._types import Outcome, TaskCall
+from woflo._upstream import RunLike
 from woflo.errors import PluginError
 
 if TYPE_CHECKING:
@@ -85,6 +86,25 @@ class Hooks:
                 report_hook_error(args[0], f"{caller.name} of plugin {impl.plugin_name!r}", exc)
 
     # ---- decisions ---------------------------------------------------------------------------
+
+    def cached_outcome(self, run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | None:
+        """A value for ``run`` without executing it, a run to take it from, or ``None``. An
+        exception from a plugin is raised (a cache key that cannot be made fails the call);
+        an answer of another kind is reported on the run and ignored."""
+        answer = self._relay.woflo_cached_outcome(run=run)
+        if answer is None or (isinstance(answer, Outcome) and answer.error is None):
+            return answer
+        if isinstance(answer, RunLike) and hasattr(answer, "run_id") and answer is not run:
+            return answer  # type: ignore[return-value]  # (a run: RunLike, with a run_id)
+        report_hook_error(
+            run,
+            "woflo_cached_outcome",
+            PluginError(
+                f"woflo_cached_outcome returned {answer!r}; expected None, an Outcome with a "
+                "value (no error), or another run"
+            ),
+        )
+        return None
 
     def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
         """Seconds until the next attempt, or ``None`` for no retry."""

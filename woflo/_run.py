@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from woflo._exit import live_runs
 from woflo._hooks import report_hook_error
+from woflo._interface import RunnerMethods
 from woflo._renamed import Renamed
 from woflo._rules import final_state, never_retried, new_run_id, wait_seconds
 from woflo._scheduler import TimerHandle, scheduler
+from woflo._shortcut import take
 from woflo._types import Outcome, RunState, TaskCall
 from woflo._upstream import RunLike, find_upstream, wait_for_upstream
 from woflo.errors import TaskStopped, TaskTimeout, WaitTimeout
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 
-class BaseTaskRun(Renamed, RunLike, Generic[R]):
+class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
     """One run of a task: created by calling the task, ended in exactly one final state.
 
     **Using a run.** ``get_result()``, ``wait()``, ``stop()``, ``is_running()``, ``exception()``
@@ -89,6 +91,7 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
         self._ended: float | None = None
         self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
         self._pid: int | None = None
+        self._cached = False
 
     # ---- using a run -------------------------------------------------------------------------
 
@@ -101,6 +104,11 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
     def attempts(self) -> int:
         """How many attempts have started so far."""
         return self._attempts
+
+    @property
+    def cached(self) -> bool:
+        """``True`` when the run completed with a cached value, executing no attempt."""
+        return self._cached
 
     @property
     def errors(self) -> tuple[BaseException, ...]:
@@ -203,55 +211,6 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
             f"state={self._state.value} attempts={self._attempts}>"
         )
 
-    # ---- what a runner implements ------------------------------------------------------------
-
-    @classmethod
-    def check_available(cls) -> None:
-        """Raise :class:`~woflo.errors.WofloError` if this runner cannot work here (optional).
-
-        Called when a task using the runner is decorated, and by ``woflo plugins``; say what is
-        missing and how to get it (for example an extra to install).
-        """
-
-    def prepare(self) -> None:
-        """Check and prepare the call in the caller, before the run starts (optional).
-
-        Runs in the calling thread, once per run, before any hook fires. It may read the call's
-        arguments (``self.args``, ``self.kwargs``) and the task (``self.task``: its function,
-        ``options`` and ``name``), and keep what it computes on ``self`` (a pickled form of
-        the arguments, say). An exception raised here fails the call itself: the caller gets
-        it and no run exists (use :class:`~woflo.errors.ArgumentNotPicklable` for arguments
-        that cannot be sent).
-        """
-
-    def start_attempt(self, call: TaskCall) -> None:
-        """Begin executing ``call`` (required).
-
-        Called once per attempt, from the calling thread for the first attempt and from a
-        timer thread for retries. Return quickly (a non-blocking runner hands the call over);
-        a ``blocking`` runner executes it before returning. Call :meth:`report_started` when
-        the attempt really begins executing and :meth:`report_finished` when it ends, from any
-        thread. An exception raised here is that attempt's failure (retried like any other).
-
-        ``call`` carries the function (``call.fn``), ``call.args``, ``call.kwargs`` (pass every
-        one on unchanged) and ``call.task_name``, ``call.run_id``, ``call.attempt``.
-        """
-        raise NotImplementedError(f"{type(self).__name__} must implement start_attempt()")
-
-    def kill_attempt(self, call: TaskCall) -> None:
-        """Stop ``call`` if it is executing or waiting to (optional).
-
-        Called on :meth:`stop` and when an attempt's deadline passes, from whichever thread
-        asked, never under a lock of the core's. Make the work stop (kill its process, cancel
-        its future), then report it once it is really over, as usual: ``report_finished(call,
-        Outcome(error=TaskStopped(...)))`` from any thread, including from inside this method.
-        The core decides what that report means: after a deadline the attempt ends
-        ``TaskTimeout`` (and may be retried, only now that the old one is over); after
-        ``stop()`` the run is already final and the report is ignored. A call this runner has
-        not started yet may be passed: drop it. The default cannot kill anything: the attempt
-        runs to its end and its result is discarded.
-        """
-
     # ---- what a runner calls -----------------------------------------------------------------
 
     def execute(self, call: TaskCall) -> Outcome:
@@ -347,14 +306,22 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
                         deadline.cancel()
         self._hooks.attempt_started(self, call.attempt)
 
-    def _launch(self, upstream: list[BaseTaskRun[Any]]) -> None:
+    def _launch(self, upstream: list[BaseTaskRun[Any]], shortcut: Any) -> None:
         if not self.blocking:
             live_runs.admit(self)
         self._hooks.run_created(self)
         if upstream:  # it waits for them, then starts (or ends upstream_failed)
-            wait_for_upstream(self, upstream, self._end, self._run_attempts)
+            wait_for_upstream(self, upstream, self._end, self._look_up)
         else:
-            self._run_attempts()
+            take(self, shortcut, self._end, self._run_attempts)
+
+    def _look_up(self) -> None:  # (its arguments are final now: a cache may know the value)
+        try:
+            shortcut = self._hooks.cached_outcome(self)
+        except Exception as exc:
+            self._end(RunState.FAILED, Outcome(error=exc))
+            return
+        take(self, shortcut, self._end, self._run_attempts)
 
     def _run_attempts(self) -> None:
         self._begin_attempt()
@@ -417,10 +384,13 @@ class BaseTaskRun(Renamed, RunLike, Generic[R]):
         assert self._outcome is not None
         return self._outcome
 
-    def _end(self, state: RunState, outcome: Outcome, *, claimed: bool = False) -> None:
+    def _end(
+        self, state: RunState, outcome: Outcome, *, claimed: bool = False, cached: bool = False
+    ) -> None:
         with self._lock:
             if self._outcome is not None or (self._state.is_final and not claimed):
                 return
+            self._cached = cached
             self._state = state
             self._outcome = outcome
             self._ended = time.monotonic()
@@ -444,7 +414,9 @@ def start_run(run: BaseTaskRun[Any]) -> BaseTaskRun[Any]:
     """Prepare and launch a new run (what calling a task does); return it. A run whose
     arguments hold runs is prepared once they completed, with their values in place."""
     upstream = find_upstream(run.args, run.kwargs)
+    shortcut = None
     if not upstream:
         run.prepare()
-    run._launch(upstream)
+        shortcut = run._hooks.cached_outcome(run)  # (an error here fails the call)
+    run._launch(upstream, shortcut)
     return run

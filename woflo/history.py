@@ -36,6 +36,7 @@ __all__ = [
     "connect",
     "database_path",
     "home",
+    "iso_time",
     "prune",
     "run",
     "runs",
@@ -231,7 +232,7 @@ def run(run_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
     result["attempts_detail"] = [
         {
             "attempt": a[0],
-            "started_at": _iso(a[1]),
+            "started_at": iso_time(a[1]),
             "duration": a[2],
             "outcome": a[3],
             "error": _error(a[4], a[5]),
@@ -312,8 +313,8 @@ def _run_row(row: Sequence[Any]) -> dict[str, Any]:
         "runner": row[2],
         "state": row[3],
         "attempts": row[4],
-        "created_at": _iso(row[5]),
-        "ended_at": _iso(row[6]),
+        "created_at": iso_time(row[5]),
+        "ended_at": iso_time(row[6]),
         "duration": row[7],
         "error": _error(row[8], row[9]),
         "program": {"id": row[10], "argv": argv, "pid": row[12], "host": row[13]},
@@ -326,7 +327,8 @@ def _error(kind: str | None, message: str | None) -> str | None:
     return f"{kind}({message!r})" if message else f"{kind}()"
 
 
-def _iso(when: float | None) -> str | None:
+def iso_time(when: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``None`` stays ``None``)."""
     if when is None:
         return None
     import datetime

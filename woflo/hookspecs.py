@@ -23,8 +23,10 @@ Hooks come in four families, in this order of a run's life:
 * **decisions**: asked in the calling process. ``woflo_retry_delay`` is ``firstresult``: the first
   implementation that returns something other than ``None`` decides, in pluggy's call order
   (``tryfirst`` first, then the most recently registered); wrappers see the answer and may change
-  it. ``woflo_attempt_deadline`` asks everyone and takes the smallest limit. A decision hook that
-  raises is reported like a lifecycle hook and counts as "no retry" / "no limit".
+  it. ``woflo_attempt_deadline`` asks everyone and takes the smallest limit. A decision hook
+  that raises is reported like a lifecycle hook and counts as "no retry" / "no limit".
+  ``woflo_cached_outcome`` (``firstresult``) may complete a run before its first attempt; an
+  exception from it fails the call.
 * **execution**: fired where the attempt executes (a worker process for the multiprocess runner),
   around the call of the task's function. Plugins implement it as a wrapper
   (``@hookimpl(wrapper=True)``) to bind log context or open a tracing span; such plugins must be
@@ -177,6 +179,25 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
 # --------------------------------------------------------------------------------------------
 # decisions: firstresult
 # --------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | None:
+    """Offer the run's value without executing it (a cache).
+
+    Fires once per run, in the calling process, when its arguments are final (upstream runs'
+    values in place) and before its first attempt: in the call for a run with no upstream
+    runs. First non-``None`` result wins.
+
+    :param run: the run, its ``args`` and ``kwargs`` final; ``run.task.options`` holds the
+        task's options.
+    :return: an :class:`~woflo.Outcome` with the value: the run completes with it at once,
+        with no attempt (``run.cached`` is ``True``; ``woflo_run_finished`` fires as for any
+        run). Or another run, of the same key and still going: this run waits for it and takes
+        its value if it completes (``cached`` too), or runs its own attempts if it does not.
+        ``None``: run as usual.
+    :raises: an exception fails the call (a run with upstream runs: the run, ``failed``).
+    """
 
 
 @hookspec(firstresult=True)

@@ -35,7 +35,7 @@ GOOD_PLUGIN = """
 
     @hookimpl
     def woflo_add_options():
-        return [TaskOption("cache", default=False)]
+        return [TaskOption("memoize", default=False)]
 """
 
 
@@ -179,12 +179,12 @@ def test_a_third_party_plugin_is_discovered(make_distribution: Any) -> None:
     assert not info.builtin
     assert info.entry_point == "acme_woflo_good"
     assert info.runners == ("acme",)
-    assert info.options == ("cache",)
+    assert info.options == ("memoize",)
     assert set(system.infos) >= BUILTINS | {"acme"}
     set_plugin_system(system)
     from woflo.runners import AcmeTaskRun  # type: ignore[attr-defined]
 
-    t = task(runner="acme", cache=True)(lambda: "hi")
+    t = task(runner="acme", memoize=True)(lambda: "hi")
     assert t.runner is AcmeTaskRun
     assert t().get_result() == "hi"
 

@@ -80,9 +80,9 @@ def test_unknown_option_names_the_known_ones() -> None:
 
 def test_unknown_option_when_applied_directly() -> None:
     with pytest.raises(TypeError, match=r"known options: .*retries"):
-        task(runner=SequentialTaskRun, cache=True)(add)
-    with pytest.raises(TypeError, match="'cache', 'ttl'"):
-        Task(add, runner=SequentialTaskRun, cache=True, ttl=3)
+        task(runner=SequentialTaskRun, memoize=True)(add)
+    with pytest.raises(TypeError, match="'memoize', 'ttl'"):
+        Task(add, runner=SequentialTaskRun, memoize=True, ttl=3)
 
 
 @pytest.mark.parametrize(
@@ -239,8 +239,8 @@ def test_with_options_validates_again() -> None:
 # ---- options contributed by plugins ---------------------------------------------------------
 
 
-class CachePlugin:
-    """A third-party-style plugin declaring a ``cache=`` option."""
+class MemoPlugin:
+    """A third-party-style plugin declaring a ``memoize=`` option."""
 
     @hookimpl
     def woflo_add_options(self) -> list[TaskOption]:
@@ -249,25 +249,25 @@ class CachePlugin:
                 raise TypeError(f"expected True or False, got {type(value).__name__}")
             return value
 
-        return [TaskOption("cache", default=False, validate=check, help="cache results")]
+        return [TaskOption("memoize", default=False, validate=check, help="cache results")]
 
 
 def test_an_option_declared_by_a_plugin(plugins: PluginSystem) -> None:
-    plugins.add(CachePlugin(), name="cache")
-    t = task(runner=SequentialTaskRun, cache=True)(add)
-    assert t.options["cache"] is True
-    assert task(runner=SequentialTaskRun)(add).options["cache"] is False
-    with pytest.raises(TypeError, match=r"cache='yes'.*got str"):
-        task(cache="yes")
-    assert plugins.infos["cache"].options == ("cache",)
+    plugins.add(MemoPlugin(), name="memoize")
+    t = task(runner=SequentialTaskRun, memoize=True)(add)
+    assert t.options["memoize"] is True
+    assert task(runner=SequentialTaskRun)(add).options["memoize"] is False
+    with pytest.raises(TypeError, match=r"memoize='yes'.*got str"):
+        task(memoize="yes")
+    assert plugins.infos["memoize"].options == ("memoize",)
 
 
 def test_an_option_declared_by_a_per_task_plugin() -> None:
-    @task(runner=SequentialTaskRun, plugins=[CachePlugin()], cache=True)
+    @task(runner=SequentialTaskRun, plugins=[MemoPlugin()], memoize=True)
     def f() -> int:
         return 1
 
-    assert f.options["cache"] is True
+    assert f.options["memoize"] is True
     assert f().get_result() == 1
-    with pytest.raises(TypeError, match="unknown task option 'cache'"):
-        task(runner=SequentialTaskRun)(add).with_options(cache=True)
+    with pytest.raises(TypeError, match="unknown task option 'memoize'"):
+        task(runner=SequentialTaskRun)(add).with_options(memoize=True)

@@ -299,5 +299,6 @@ def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome
 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
-    row = (run.run_id, run.task.name, run.name, run.state, run.attempts, time.time())
+    state = run.state if not run.cached else "cached"  # (completed with a cached value)
+    row = (run.run_id, run.task.name, run.name, state, run.attempts, time.time())
     _recorder.put(ENDED, (*row, run.duration, run.exception()))

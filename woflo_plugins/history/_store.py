@@ -24,7 +24,8 @@ failure's error, turned into text by the writer):
 - CREATED (run_id, task, runner, created_at)
 - STARTED (run_id, attempt, started_at, pid)
 - FINISHED (run_id, attempt, duration, error)
-- ENDED (run_id, task, runner, state, attempts, ended_at, duration, error)
+- ENDED (run_id, task, runner, state (a RunState, or "cached"), attempts, ended_at,
+  duration, error)
 """
 STATEMENTS = {  # table, columns, what a row of a run or attempt already there does
     CREATED: (
@@ -127,7 +128,7 @@ def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int,
                 program_id,
                 task,
                 runner,
-                state.value,
+                state if isinstance(state, str) else state.value,
                 count,
                 ended_at - duration,
                 ended_at,

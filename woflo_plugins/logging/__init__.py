@@ -54,6 +54,7 @@ _FINAL_EVENTS: dict[RunState, tuple[str, str]] = {
     RunState.STOPPED: ("warning", "task.stopped"),
     RunState.UPSTREAM_FAILED: ("warning", "task.upstream_failed"),
 }
+_CACHED = ("info", "task.cached")  # (completed with a cached value, no attempt)
 
 
 class _Stderr:
@@ -204,7 +205,7 @@ def woflo_retry_scheduled(
 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
-    level, event = _FINAL_EVENTS[run.state]
+    level, event = _FINAL_EVENTS[run.state] if not run.cached else _CACHED
     if not _emitter.wants(level):
         return
     fields = _fields(run, run.attempts)

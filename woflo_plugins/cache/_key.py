@@ -1,0 +1,128 @@
+"""Cache keys: a stable hash of the task's identity, its source code and its arguments.
+
+Stable means equal across processes and program runs for equal arguments: a ``dict`` or a
+``set`` hashes the same whatever the order of its items (``PYTHONHASHSEED`` changes a set's
+order, and so its pickle), numbers and strings by value; anything else by its pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import marshal
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from woflo.errors import ArgumentNotPicklable
+
+__all__ = ["CacheKeyError", "default_key", "user_key"]
+
+_VERSION = b"woflo-cache-key-1\0"
+
+
+class CacheKeyError(ArgumentNotPicklable):
+    """A run's cache key cannot be made (an argument that cannot be pickled, say): raised by
+    the call, naming the argument and what to do instead."""
+
+
+_code_digests: dict[Callable[..., Any], bytes] = {}
+
+
+def _code_digest(fn: Callable[..., Any]) -> bytes:
+    """The hash of ``fn``'s identity and source (its code object's, without source)."""
+    digest = _code_digests.get(fn)
+    if digest is None:
+        code = hashlib.sha256(
+            f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}\0".encode()
+        )
+        try:
+            code.update(inspect.getsource(fn).encode())
+        except (OSError, TypeError):  # (no source: defined in a REPL or by exec)
+            inner = getattr(fn, "__code__", None)
+            code.update(marshal.dumps(inner) if inner is not None else repr(fn).encode())
+        digest = _code_digests[fn] = code.digest()
+    return digest
+
+
+def default_key(
+    task_name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """The key of calling ``fn`` with these arguments: its code and the arguments by name
+    (``f(1)`` and ``f(x=1)`` share a key, defaults included)."""
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+    except (TypeError, ValueError):  # (the call itself is wrong: it fails when it runs)
+        arguments = {f"*{i}": value for i, value in enumerate(args)} | kwargs
+    digest = hashlib.sha256(_VERSION)
+    digest.update(task_name.encode() + b"\0")
+    digest.update(_code_digest(fn))
+    for name, value in arguments.items():
+        digest.update(name.encode() + b"=")
+        try:
+            _feed(digest, value)
+        except CacheKeyError:
+            raise
+        except Exception as exc:
+            raise CacheKeyError(
+                f"task {task_name!r}: cache key: argument {name!r} ({type(value).__name__}) "
+                f"cannot be pickled ({exc}); give the task cache_key=... to key on something "
+                "else (cache_key=lambda path, **_: path)"
+            ) from None
+    return digest.hexdigest()
+
+
+def user_key(
+    task_name: str, key_fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """The key ``cache_key(*args, **kwargs)`` chooses, within the task's own keys."""
+    chosen = key_fn(*args, **kwargs)
+    digest = hashlib.sha256(_VERSION + b"user\0" + task_name.encode() + b"\0")
+    try:
+        _feed(digest, chosen)
+    except Exception as exc:
+        raise CacheKeyError(
+            f"task {task_name!r}: its cache_key returned {type(chosen).__name__}, which cannot "
+            f"be pickled ({exc}); return a string, a number or a tuple of them"
+        ) from None
+    return digest.hexdigest()
+
+
+_SCALARS = (type(None), bool, int, float, complex)
+
+
+def _feed(digest: Any, value: Any) -> None:
+    kind = type(value)
+    if kind in _SCALARS:
+        digest.update(f"{kind.__name__}:{value!r};".encode())
+    elif kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        digest.update(b"s" + struct.pack("<Q", len(data)) + data)
+    elif kind is bytes:
+        digest.update(b"b" + struct.pack("<Q", len(value)) + value)
+    elif kind is tuple or kind is list:
+        digest.update(b"t(" if kind is tuple else b"l(")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b")")
+    elif kind is dict:
+        digest.update(b"d(")
+        for part in sorted(_part(key) + b":" + _part(item) for key, item in value.items()):
+            digest.update(part + b",")
+        digest.update(b")")
+    elif kind is set or kind is frozenset:
+        digest.update(b"S(")
+        for part in sorted(_part(item) for item in value):
+            digest.update(part + b",")
+        digest.update(b")")
+    else:
+        digest.update(b"p" + pickle.dumps(value, protocol=5))
+
+
+def _part(value: Any) -> bytes:
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.digest()
