@@ -31,7 +31,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _compose  # noqa: E402  (beside this script, like _tasks)
+import _cache  # noqa: E402  (beside this script, like _tasks)
+import _compose  # noqa: E402
 import _history  # noqa: E402
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
@@ -665,6 +666,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             f"woflo runs on a {n_rows:,}-run history (ms)",
             lambda: _history.query_time(n_rows),
             1e3,
+        ),
+        (
+            "cache",
+            f"cache hit vs executing, {n_small:,} calls one at a time (µs per call)",
+            lambda: _cache.hit_cost(n_small, s.skipped),
+            1e6,
         ),
         (
             "forwarding",

@@ -85,7 +85,9 @@ class _Index:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.where: tuple[str | None, str | None] = (None, None)  # (the settings it came from)
         self.values = root / "values"
+        self.values_dir = str(self.values)
         _private_directory(root)
         _private_directory(self.values)
         path = root / "index.sqlite3"
@@ -112,14 +114,16 @@ _index_lock = threading.Lock()
 
 def _open() -> _Index:
     global _index
-    root = directory()
     index = _index
-    if index is not None and index.root == root:
+    where = (os.environ.get("WOFLO_HOME"), os.environ.get("XDG_STATE_HOME"))
+    if index is not None and index.where == where:
         return index
+    root = directory()
     with _index_lock:
         if _index is None or _index.root != root:  # (WOFLO_HOME changed: a test, say)
             try:
                 _index = _Index(root)
+                _index.where = where
             except (OSError, sqlite3.Error) as exc:
                 raise CacheError(f"cannot open the cache in {root}: {exc}") from exc
         return _index
@@ -128,33 +132,53 @@ def _open() -> _Index:
 def load(key: str) -> tuple[bool, Any]:
     """``(True, value)`` for a live entry of ``key``, else ``(False, None)``.
 
-    An expired entry is removed; a missing, corrupt or unreadable value is a miss, with a
-    warning on stderr, and its entry is removed: never a wrong value, never an error.
+    A hit reads the value's file alone (its header holds the expiry): no index query. An
+    expired entry is removed; a corrupt or unreadable value is a miss, with a warning on
+    stderr, and its entry is removed: never a wrong value, never an error.
     """
     try:
         index = _open()
-        with index.lock:
-            found = index.db.execute(
-                "SELECT file, expires_at FROM entries WHERE key = ?", (key,)
-            ).fetchone()
-    except (CacheError, sqlite3.Error) as exc:
+    except CacheError as exc:
         _warn(f"cannot read the cache: {exc}")
         return False, None
-    if found is None:
+    name = f"{key}.pickle"
+    path = os.path.join(index.values_dir, name)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
         return False, None
-    name, expires_at = found
-    if expires_at is not None and expires_at <= time.time():
-        _forget(index, key, name)
+    except OSError as exc:
+        _warn(f"the cached value of {key[:16]} cannot be read ({exc!r}); running the task")
         return False, None
     try:
-        with open(index.values / name, "rb") as file:
-            value = pickle.load(file)
+        try:
+            data = _read_all(descriptor)
+        finally:
+            os.close(descriptor)
+        header, _, body = data.partition(b"\n")
+        magic, expires = header.split(b" ")
+        if magic != _MAGIC:
+            raise ValueError("not a woflo cache file")
+        if expires != b"-" and float(expires) <= time.time():
+            _forget(index, key, name)
+            return False, None
+        value = pickle.loads(body)
     except Exception as exc:  # (a truncated file, a class that is gone, a disk error)
         _warn(f"the cached value of {key[:16]} cannot be read ({exc!r}); running the task")
         _forget(index, key, name)
         return False, None
     _used.add(key)
     return True, value
+
+
+_MAGIC = b"woflo-cache-1"
+
+
+def _read_all(descriptor: int) -> bytes:
+    chunks = [os.read(descriptor, max(os.fstat(descriptor).st_size, 1 << 16))]
+    while chunks[-1]:
+        chunks.append(os.read(descriptor, 1 << 20))
+    return b"".join(chunks)
 
 
 def save(key: str, task: str, value: Any, expiration: float | None = None) -> bool:
@@ -167,16 +191,19 @@ def save(key: str, task: str, value: Any, expiration: float | None = None) -> bo
         return False
     try:
         index = _open()
+        now = time.time()
+        expires_at = None if expiration is None else now + expiration
         descriptor, temporary = tempfile.mkstemp(dir=index.values, prefix=".new-")
         try:
             with os.fdopen(descriptor, "wb") as file:
+                expiry = b"-" if expires_at is None else repr(expires_at).encode()
+                file.write(_MAGIC + b" " + expiry + b"\n")
                 file.write(data)
             name = f"{key}.pickle"
             os.replace(temporary, index.values / name)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        now = time.time()
         with index.lock:
             index.db.execute(
                 "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "

@@ -213,10 +213,11 @@ def test_an_argument_that_cannot_be_keyed_fails_the_call(cache_home: Path) -> No
         CacheKeyError, match=r"argument 'lock' \(lock\) cannot be pickled.*cache_key"
     ):
         use(threading.Lock())
-    keyed = use.with_options(cache_key=lambda lock, n=0: n)
+    keyed = use.with_options(cache_key=lambda n, **_: n)  # (given the arguments by name)
     assert keyed(threading.Lock(), n=3).get_result() == 3
     assert caching.flush(TIMEOUT)
-    assert keyed(threading.Lock(), n=3).cached
+    assert keyed(threading.Lock(), 3).cached
+    assert not keyed(threading.Lock()).cached  # (n=0, by its default)
     assert isinstance(CacheKeyError("x"), TypeError)
 
 

@@ -151,7 +151,7 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
     key_fn = options.get("cache_key")
     args, kwargs = run.args, dict(run.kwargs)
     if key_fn is not None:
-        key = user_key(task.name, key_fn, args, kwargs)
+        key = user_key(task.name, task.fn, key_fn, args, kwargs)
     else:
         key = default_key(task.name, task.fn, args, kwargs)
     state = _state

@@ -17,7 +17,7 @@ from typing import Any
 
 from woflo.errors import ArgumentNotPicklable
 
-__all__ = ["CacheKeyError", "default_key", "user_key"]
+__all__ = ["CacheKeyError", "arguments_by_name", "default_key", "user_key"]
 
 _VERSION = b"woflo-cache-key-1\0"
 
@@ -28,6 +28,7 @@ class CacheKeyError(ArgumentNotPicklable):
 
 
 _code_digests: dict[Callable[..., Any], bytes] = {}
+_signatures: dict[Callable[..., Any], inspect.Signature] = {}
 
 
 def _code_digest(fn: Callable[..., Any]) -> bytes:
@@ -46,16 +47,28 @@ def _code_digest(fn: Callable[..., Any]) -> bytes:
     return digest
 
 
+def arguments_by_name(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The call's arguments by parameter name, defaults included (``f(1)`` and ``f(x=1)``
+    alike); ``None`` where they do not bind (the call itself is wrong: it fails when it runs)."""
+    try:
+        signature = _signatures.get(fn)
+        if signature is None:
+            signature = _signatures[fn] = inspect.signature(fn)
+        bound = signature.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    return bound.arguments
+
+
 def default_key(
     task_name: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> str:
-    """The key of calling ``fn`` with these arguments: its code and the arguments by name
-    (``f(1)`` and ``f(x=1)`` share a key, defaults included)."""
-    try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = bound.arguments
-    except (TypeError, ValueError):  # (the call itself is wrong: it fails when it runs)
+    """The key of calling ``fn`` with these arguments: its code and the arguments by name."""
+    arguments = arguments_by_name(fn, args, kwargs)
+    if arguments is None:
         arguments = {f"*{i}": value for i, value in enumerate(args)} | kwargs
     digest = hashlib.sha256(_VERSION)
     digest.update(task_name.encode() + b"\0")
@@ -64,8 +77,6 @@ def default_key(
         digest.update(name.encode() + b"=")
         try:
             _feed(digest, value)
-        except CacheKeyError:
-            raise
         except Exception as exc:
             raise CacheKeyError(
                 f"task {task_name!r}: cache key: argument {name!r} ({type(value).__name__}) "
@@ -76,10 +87,21 @@ def default_key(
 
 
 def user_key(
-    task_name: str, key_fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    task_name: str,
+    fn: Callable[..., Any],
+    key_fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> str:
-    """The key ``cache_key(*args, **kwargs)`` chooses, within the task's own keys."""
-    chosen = key_fn(*args, **kwargs)
+    """The key ``cache_key`` chooses, within the task's own keys. It is given the call's
+    arguments by name, defaults included (so ``lambda path, **_: path`` works however the
+    call passed ``path``); to a task taking ``*args`` or positional-only ones, as called."""
+    arguments = arguments_by_name(fn, args, kwargs)
+    plain = arguments is not None and all(
+        parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        for parameter in _signatures[fn].parameters.values()
+    )
+    chosen = key_fn(**arguments) if plain and arguments is not None else key_fn(*args, **kwargs)
     digest = hashlib.sha256(_VERSION + b"user\0" + task_name.encode() + b"\0")
     try:
         _feed(digest, chosen)
