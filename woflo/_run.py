@@ -92,6 +92,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
         self._pid: int | None = None
         self._cached = False
+        self._upstream: tuple[BaseTaskRun[Any], ...] = ()
 
     # ---- using a run -------------------------------------------------------------------------
 
@@ -104,6 +105,11 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
     def attempts(self) -> int:
         """How many attempts have started so far."""
         return self._attempts
+
+    @property
+    def upstream(self) -> tuple[BaseTaskRun[Any], ...]:
+        """The runs among this run's arguments that it waited for (each once), in order."""
+        return self._upstream
 
     @property
     def cached(self) -> bool:
@@ -307,6 +313,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self._hooks.attempt_started(self, call.attempt)
 
     def _launch(self, upstream: list[BaseTaskRun[Any]], shortcut: Any) -> None:
+        self._upstream = tuple(dict.fromkeys(upstream))
         if not self.blocking:
             live_runs.admit(self)
         self._hooks.run_created(self)

@@ -37,13 +37,15 @@ __all__ = [
     "database_path",
     "home",
     "iso_time",
+    "programs",
     "prune",
     "run",
     "runs",
+    "timeline",
 ]
 
 HOME_ENV = "WOFLO_HOME"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer or reader waits for another program's lock before giving up."""
 
@@ -94,6 +96,15 @@ _MIGRATIONS: dict[int, str] = {
         CREATE INDEX runs_by_state ON runs (state, created_at) WHERE state != 'completed';
         DROP INDEX runs_by_program;
         CREATE INDEX runs_by_program ON runs (program_id, created_at);
+    """,
+    # 3: which runs fed which (a run's upstream runs, from its arguments)
+    3: """
+        CREATE TABLE links (
+            run_id TEXT NOT NULL,
+            upstream_id TEXT NOT NULL,
+            PRIMARY KEY (run_id, upstream_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX links_by_upstream ON links (upstream_id);
     """,
 }
 
@@ -182,11 +193,15 @@ def runs(
     state: str | Sequence[str] | None = None,
     since: float | None = None,
     limit: int | None = 50,
+    offset: int = 0,
+    program: str | None = None,
     path: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Recorded runs, newest first.
 
     :param task: only this task's runs.
+    :param program: only the runs of this program invocation (its ``program_id``).
+    :param offset: skip this many of the newest (a page: ``limit=50, offset=100``).
     :param state: only runs in this state (or these states), e.g. ``"failed"``.
     :param since: only runs created in the last ``since`` seconds.
     :param limit: at most this many (``None``: all).
@@ -206,14 +221,93 @@ def runs(
     if since is not None:
         where.append("r.created_at >= ?")
         params.append(time.time() - since)
+    if program is not None:
+        where.append("r.program_id = ?")
+        params.append(program)
     sql = f"SELECT {_COLUMNS} FROM runs r LEFT JOIN programs p USING (program_id)"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY r.created_at DESC"
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params.extend([-1 if limit is None else int(limit), int(offset)])
+    return [_run_row(row) for row in _query(sql, params, path)]
+
+
+def programs(*, limit: int | None = 50, path: Path | None = None) -> list[dict[str, Any]]:
+    """Program invocations that recorded runs, newest first, with their runs' counts by state
+    (``states``), first creation and last end."""
+    sql = (
+        "SELECT p.program_id, p.argv, p.pid, p.host, p.cwd, p.started_at, "
+        "(SELECT json_group_object(state, n) FROM (SELECT state, count(*) AS n FROM runs "
+        "WHERE program_id = p.program_id GROUP BY state)), "
+        "(SELECT max(ended_at) FROM runs WHERE program_id = p.program_id) "
+        "FROM programs p ORDER BY p.started_at DESC"
+    )
+    params: list[Any] = []
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    return [_run_row(row) for row in _query(sql, params, path)]
+    return [
+        {
+            "program_id": row[0],
+            "argv": json.loads(row[1]),
+            "pid": row[2],
+            "host": row[3],
+            "cwd": row[4],
+            "started_at": iso_time(row[5]),
+            "states": json.loads(row[6] or "{}"),
+            "runs": sum(json.loads(row[6] or "{}").values()),
+            "ended_at": iso_time(row[7]),
+        }
+        for row in _query(sql, params, path)
+    ]
+
+
+def timeline(program_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
+    """What a program invocation did, for a Gantt chart: every run (created, ended, state)
+    and every attempt (start, duration, outcome, pid) as Unix times; ``None`` if unknown."""
+    found = _query("SELECT started_at FROM programs WHERE program_id = ?", [program_id], path)
+    if not found:
+        return None
+    runs_rows = _query(
+        "SELECT run_id, task, state, attempts, created_at, ended_at FROM runs "
+        "WHERE program_id = ? ORDER BY created_at",
+        [program_id],
+        path,
+    )
+    attempt_rows = _query(
+        "SELECT a.run_id, a.attempt, a.started_at, a.duration, a.outcome, a.pid FROM attempts a "
+        "JOIN runs r USING (run_id) WHERE r.program_id = ? ORDER BY a.started_at",
+        [program_id],
+        path,
+    )
+    return {
+        "program_id": program_id,
+        "started_at": found[0][0],
+        "runs": [
+            {
+                "run_id": r[0],
+                "task": r[1],
+                "state": r[2],
+                "attempts": r[3],
+                "created_at": r[4],
+                "ended_at": r[5],
+            }
+            for r in runs_rows
+        ],
+        "attempts": [
+            {
+                "run_id": a[0],
+                "attempt": a[1],
+                "started_at": a[2],
+                "duration": a[3],
+                "outcome": a[4],
+                "pid": a[5],
+            }
+            for a in attempt_rows
+        ],
+    }
 
 
 def run(run_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
@@ -229,6 +323,12 @@ def run(run_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
         [run_id],
         path,
     )
+    result["upstream"] = [
+        row[0] for row in _query("SELECT upstream_id FROM links WHERE run_id = ?", [run_id], path)
+    ]
+    result["downstream"] = [
+        row[0] for row in _query("SELECT run_id FROM links WHERE upstream_id = ?", [run_id], path)
+    ]
     result["attempts_detail"] = [
         {
             "attempt": a[0],
@@ -287,9 +387,11 @@ def _may_hold_more_than(connection: sqlite3.Connection, keep: int) -> bool:
 
 def _delete(connection: sqlite3.Connection, condition: str, params: Iterable[Any]) -> int:
     params = list(params)
-    connection.execute(
-        f"DELETE FROM attempts WHERE run_id IN (SELECT run_id FROM runs WHERE {condition})", params
-    )
+    for table in ("attempts", "links"):
+        connection.execute(
+            f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE {condition})",
+            params,
+        )
     return connection.execute(f"DELETE FROM runs WHERE {condition}", params).rowcount
 
 

@@ -32,7 +32,7 @@ from woflo import BaseTaskRun, Outcome, hookimpl
 from woflo.options import from_env, number, whole_number
 from woflo.plugins import background_thread
 from woflo_plugins.history import _store as store
-from woflo_plugins.history._store import CREATED, ENDED, FINISHED, STARTED
+from woflo_plugins.history._store import CREATED, ENDED, FINISHED, LINKS, STARTED
 
 __all__ = ["DAYS_ENV", "ENV", "FLUSH_AT_EXIT", "MAX_RUNS_ENV", "flush", "reset"]
 
@@ -67,7 +67,7 @@ class _Recorder:
     def __init__(self) -> None:
         # one queue per kind of event, each row as its statement takes it (see store.write)
         self.queues: tuple[collections.deque[tuple[Any, ...]], ...] = tuple(
-            collections.deque() for _ in store.STATEMENTS
+            collections.deque() for _ in (CREATED, STARTED, FINISHED, ENDED)
         )
         self.wake = threading.Event()
         self.idle = threading.Event()
@@ -185,7 +185,7 @@ class _Recorder:
         """The next batch: what the queues hold, less the creations and starts that wait
         for their end (up to :data:`HOLD` seconds; none when draining). A run created and
         ended within that time is written once, as one row, and an attempt likewise."""
-        batch = self.retry or [[] for _ in self.queues]
+        batch = self.retry or [[] for _ in range(5)]  # the 4 kinds, and LINKS
         self.retry = []
         created, started, finished, ended = self.queues
         now = time.monotonic()
@@ -193,6 +193,8 @@ class _Recorder:
         for _ in range(len(created)):  # (what is there now: producers go on meanwhile)
             row = created.popleft()
             held_created[row[0]] = (now, row)
+            if row[4]:  # (which runs fed it: written now, whether its creation waits or not)
+                batch[LINKS].append((row[0], row[4]))
         for _ in range(len(started)):
             row = started.popleft()
             held_started[row[0], row[1]] = (now, row)
@@ -284,7 +286,9 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
-    _recorder.put(CREATED, (run.run_id, run.task.name, run.name, time.time()))
+    upstream = run.upstream
+    links = tuple(u.run_id for u in upstream) if upstream else None
+    _recorder.put(CREATED, (run.run_id, run.task.name, run.name, time.time(), links))
 
 
 @hookimpl

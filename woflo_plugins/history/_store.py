@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CREATED", "ENDED", "FINISHED", "STARTED", "event_rows", "still_usable", "write"]
+__all__ = [
+    "CREATED",
+    "ENDED",
+    "FINISHED",
+    "LINKS",
+    "STARTED",
+    "event_rows",
+    "still_usable",
+    "write",
+]
 
 
 def still_usable(connection: Any) -> bool:
@@ -18,16 +27,18 @@ def still_usable(connection: Any) -> bool:
 
 
 CREATED, STARTED, FINISHED, ENDED = range(4)
+LINKS = 4  # (not a queue: rows made from CREATED's)
 """The kinds of event, each with its queue; the hooks put these rows (plain values, and a
 failure's error, turned into text by the writer):
 
-- CREATED (run_id, task, runner, created_at)
+- CREATED (run_id, task, runner, created_at, upstream run ids or None)
 - STARTED (run_id, attempt, started_at, pid)
 - FINISHED (run_id, attempt, duration, error)
 - ENDED (run_id, task, runner, state (a RunState, or "cached"), attempts, ended_at,
   duration, error)
 """
 STATEMENTS = {  # table, columns, what a row of a run or attempt already there does
+    LINKS: ("links", ("run_id", "upstream_id"), "DO NOTHING"),
     CREATED: (
         "runs",
         ("run_id", "program_id", "task", "runner", "state", "attempts", "created_at"),
@@ -81,7 +92,7 @@ STATEMENTS = {  # table, columns, what a row of a run or attempt already there d
 def statement(kind: int) -> str:
     """The statement for one kind of event (``executemany`` takes the batch's rows)."""
     table, columns, conflict = STATEMENTS[kind]
-    key = "run_id" if table == "runs" else "run_id, attempt"
+    key = {"runs": "run_id", "attempts": "run_id, attempt"}.get(table, "run_id, upstream_id")
     marks = ", ".join("?" for _ in columns)
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
@@ -92,7 +103,7 @@ def statement(kind: int) -> str:
 def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int, list[Any]]:
     """The batch's events as the statements' rows: a run created and ended within the batch
     is one row, an attempt started and finished within it one row too."""
-    created, started, finished, ended = batch
+    created, started, finished, ended, links = batch
     ended_ids = {row[0] for row in ended}
     starts = {(row[0], row[1]): row for row in started}
     attempts: list[tuple[Any, ...]] = []
@@ -139,9 +150,10 @@ def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int,
     return {
         CREATED: [
             (run_id, program_id, task, runner, "pending", 0, created_at)
-            for run_id, task, runner, created_at in created
+            for run_id, task, runner, created_at, _links in created
             if run_id not in ended_ids
         ],
+        LINKS: [(run_id, upstream) for run_id, ids in links for upstream in ids],
         STARTED: list(starts.values()),
         FINISHED: attempts,
         ENDED: runs,
