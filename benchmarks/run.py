@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 import _cache  # noqa: E402  (beside this script, like _tasks)
 import _compose  # noqa: E402
 import _history  # noqa: E402
+import _ui  # noqa: E402
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
 import woflo  # noqa: E402
@@ -585,6 +586,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     n_small = 50 if quick else 2_000
     n_fan, n_chain, n_pending = (100, 20, 2_000) if quick else (1_000, 200, 100_000)
     n_rows = 10_000 if quick else 1_000_000
+    n_ui = 500 if quick else 10_000
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -672,6 +674,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             f"cache hit vs executing, {n_small:,} calls one at a time (µs per call)",
             lambda: _cache.hit_cost(n_small, s.skipped),
             1e6,
+        ),
+        (
+            "ui",
+            f"woflo ui: render time in headless Chromium, {n_ui:,}-run program (ms)",
+            lambda: _ui.render_times(n_ui, s.skipped),
+            1e3,
         ),
         (
             "forwarding",

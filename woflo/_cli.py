@@ -1,5 +1,6 @@
 """``woflo`` on the command line: ``woflo plugins [--json] [--hook NAME]``, ``woflo runs ...``
-(:mod:`woflo._cli_runs`), ``woflo cache ...`` (:mod:`woflo._cli_cache`), ``woflo --version``."""
+(:mod:`woflo._cli_runs`), ``woflo cache ...`` (:mod:`woflo._cli_cache`), ``woflo ui``
+(:mod:`woflo.ui`), ``woflo --version``."""
 
 from __future__ import annotations
 
@@ -75,6 +76,35 @@ def _version_text() -> str:
     return f"woflo {__version__}" + (f"\nthird-party plugins:{extra}" if third else "")
 
 
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"takes a port number from 0 to 65535, not {text!r}")
+    return int(text)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from woflo import ui
+
+    try:
+        loopback = args.host == "localhost" or ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        print(
+            f"woflo ui: warning: serving on {args.host}: anyone who can reach this port can "
+            "read the run history (task arguments' errors, tracebacks, command lines)",
+            file=sys.stderr,
+        )
+    try:
+        ui.serve(args.host, args.port, verbose=args.verbose)
+    except OSError as exc:
+        print(f"woflo ui: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``woflo`` command; returns the exit status."""
     from woflo.errors import PluginError
@@ -90,7 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _cli_runs.add_parser(commands)
     _cli_cache.add_parser(commands)
+    ui = commands.add_parser("ui", help="serve a dashboard of the run history (local)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    ui.add_argument("--port", type=_port, default=8471, help="port (8471; 0: a free one)")
+    ui.add_argument("--verbose", action="store_true", help="log every request on stderr")
     args = parser.parse_args(argv)
+    if args.command == "ui":
+        return _ui(args)
     if args.command in ("runs", "cache"):
         try:
             command = _cli_runs.main if args.command == "runs" else _cli_cache.main

@@ -314,6 +314,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
 
     def _launch(self, upstream: list[BaseTaskRun[Any]], shortcut: Any) -> None:
         self._upstream = tuple(dict.fromkeys(upstream))
+        self._cached = isinstance(shortcut, Outcome)  # (known before run_created, if at all)
         if not self.blocking:
             live_runs.admit(self)
         self._hooks.run_created(self)

@@ -19,6 +19,8 @@ code, so nobody else may put one there. The cache is bounded: beyond ``WOFLO_CAC
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import pickle
 import sqlite3
@@ -156,9 +158,11 @@ def load(key: str) -> tuple[bool, Any]:
         finally:
             os.close(descriptor)
         header, _, body = data.partition(b"\n")
-        magic, expires = header.split(b" ")
+        magic, expires, checksum = header.split(b" ")
         if magic != _MAGIC:
             raise ValueError("not a woflo cache file")
+        if hashlib.sha256(body).hexdigest().encode() != checksum:
+            raise ValueError("its checksum does not match: the file was changed or cut short")
         if expires != b"-" and float(expires) <= time.time():
             _forget(index, key, name)
             return False, None
@@ -167,11 +171,13 @@ def load(key: str) -> tuple[bool, Any]:
         _warn(f"the cached value of {key[:16]} cannot be read ({exc!r}); running the task")
         _forget(index, key, name)
         return False, None
+    if not _used:
+        _write_uses_at_exit()
     _used.add(key)
     return True, value
 
 
-_MAGIC = b"woflo-cache-1"
+_MAGIC = b"woflo-cache-2"
 
 
 def _read_all(descriptor: int) -> bytes:
@@ -181,14 +187,24 @@ def _read_all(descriptor: int) -> bytes:
     return b"".join(chunks)
 
 
+def dumps(value: Any, task: str) -> bytes | None:
+    """``value`` pickled as the cache keeps it; ``None`` (and a warning) if it cannot be."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        _warn(f"the value of a run of task {task!r} cannot be pickled ({exc!r}): not cached")
+        return None
+
+
 def save(key: str, task: str, value: Any, expiration: float | None = None) -> bool:
     """Store ``value`` for ``key`` (for ``expiration`` seconds; ``None``: until evicted);
     whether it was stored. A value that cannot be pickled is skipped with a warning."""
-    try:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        _warn(f"the value of a run of task {task!r} cannot be pickled ({exc!r}): not cached")
-        return False
+    data = dumps(value, task)
+    return data is not None and save_pickled(key, task, data, expiration)
+
+
+def save_pickled(key: str, task: str, data: bytes, expiration: float | None = None) -> bool:
+    """Store a value :func:`dumps` pickled; whether it was stored."""
     try:
         index = _open()
         now = time.time()
@@ -197,7 +213,8 @@ def save(key: str, task: str, value: Any, expiration: float | None = None) -> bo
         try:
             with os.fdopen(descriptor, "wb") as file:
                 expiry = b"-" if expires_at is None else repr(expires_at).encode()
-                file.write(_MAGIC + b" " + expiry + b"\n")
+                checksum = hashlib.sha256(data).hexdigest().encode()
+                file.write(_MAGIC + b" " + expiry + b" " + checksum + b"\n")
                 file.write(data)
             name = f"{key}.pickle"
             os.replace(temporary, index.values / name)
@@ -257,18 +274,39 @@ def entries(*, task: str | None = None) -> list[dict[str, Any]]:
 
 
 def clear(*, task: str | None = None) -> int:
-    """Remove every entry (``task``: that task's); how many were removed."""
-    index = _open()
+    """Remove every entry (``task``: that task's); how many were removed. Clearing them all
+    also removes value files the index does not know (left by a program killed between the
+    two writes), and an index that cannot be read at all."""
+    root = directory()
     try:
+        index = _open()
         with index.lock:
             sql = "SELECT key, file FROM entries" + (" WHERE task = ?" if task else "")
             rows = index.db.execute(sql, (task,) if task else ()).fetchall()
             index.db.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k, _ in rows])
-    except sqlite3.Error as exc:
-        raise CacheError(f"cannot clear the cache in {index.root}: {exc}") from exc
+    except (CacheError, sqlite3.Error) as exc:
+        if task is not None:
+            raise CacheError(f"cannot clear the cache in {root}: {exc}") from exc
+        return _remove_everything(root)
     for _key, name in rows:
         (index.values / name).unlink(missing_ok=True)
+    if task is None:
+        for orphan in index.values.glob("*.pickle"):
+            orphan.unlink(missing_ok=True)
     return len(rows)
+
+
+def _remove_everything(root: Path) -> int:
+    """An index that cannot be read: remove it and every value (the cache starts afresh)."""
+    global _index
+    with _index_lock:
+        if _index is not None:
+            _index.close()
+            _index = None
+    values = list((root / "values").glob("*.pickle"))
+    for path in [*values, *root.glob("index.sqlite3*")]:
+        path.unlink(missing_ok=True)
+    return len(values)
 
 
 def max_bytes() -> int:
@@ -280,7 +318,7 @@ def max_bytes() -> int:
     except Exception as exc:
         _warn(f"{exc}; keeping at most {DEFAULT_MAX_BYTES} bytes")
         return DEFAULT_MAX_BYTES
-    return sys.maxsize if value == float("inf") else int(value)
+    return sys.maxsize if value is None else int(value)  # (None: inf, no limit)
 
 
 def _evict(index: _Index) -> None:
@@ -314,6 +352,15 @@ def _forget(index: _Index, key: str, name: str) -> None:
 
 
 _used: set[str] = set()
+_exit_hook: list[bool] = []
+
+
+def _write_uses_at_exit() -> None:
+    if not _exit_hook:
+        _exit_hook.append(True)
+        atexit.register(_write_uses)
+
+
 """Keys read since the last write of their use times (kept for LRU; written in batches)."""
 
 

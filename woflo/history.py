@@ -41,6 +41,7 @@ __all__ = [
     "prune",
     "run",
     "runs",
+    "tasks",
     "timeline",
 ]
 
@@ -232,6 +233,11 @@ def runs(
         sql += " LIMIT ? OFFSET ?"
         params.extend([-1 if limit is None else int(limit), int(offset)])
     return [_run_row(row) for row in _query(sql, params, path)]
+
+
+def tasks(*, path: Path | None = None) -> list[str]:
+    """The names of the tasks with recorded runs, sorted."""
+    return [row[0] for row in _query("SELECT DISTINCT task FROM runs ORDER BY task", [], path)]
 
 
 def programs(*, limit: int | None = 50, path: Path | None = None) -> list[dict[str, Any]]:
@@ -435,4 +441,7 @@ def iso_time(when: float | None) -> str | None:
         return None
     import datetime
 
-    return datetime.datetime.fromtimestamp(when, tz=datetime.UTC).isoformat()
+    try:
+        return datetime.datetime.fromtimestamp(when, tz=datetime.UTC).isoformat()
+    except (OverflowError, OSError, ValueError):  # (beyond the platform's dates)
+        return None

@@ -192,7 +192,7 @@ def test_bad_options_fail_at_decoration() -> None:
     def f(x: int) -> int:
         return x
 
-    with pytest.raises(OptionTypeError, match="cache takes True or False, not 'yes'"):
+    with pytest.raises(OptionTypeError, match="cache takes True, False or None, not 'yes'"):
         task(cache="yes")(f)
     with pytest.raises(OptionTypeError, match="cache_key"):
         task(cache_key=1)(f)
@@ -374,3 +374,111 @@ def test_woflo_cache_list_and_clear(tmp_path: Path) -> None:
     assert "no cache entries" in woflo("list").stdout
     assert woflo("bogus").returncode == 2
     os.chmod(home / "cache", 0o700)
+
+
+def test_a_hit_is_the_value_as_it_was_stored_never_the_callers_later_edits(
+    cache_home: Path,
+) -> None:
+    rows = task(cache=True, runner=SequentialTaskRun, name="rows")(lambda n: list(range(n)))
+    first = rows(3).get_result()
+    first.append("the caller's own edit")
+    again = rows(3)  # (from memory, before the store has it, or from the store: alike)
+    assert again.cached
+    assert again.get_result() == [0, 1, 2]
+    assert again.get_result() is not first
+    assert caching.flush(TIMEOUT)
+    assert rows(3).get_result() == [0, 1, 2]
+
+
+def test_a_value_file_changed_on_disk_is_a_miss(
+    cache_home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    greet = task(cache=True, runner=SequentialTaskRun, name="greet")(lambda: "hello world")
+    greet()
+    assert caching.flush(TIMEOUT)
+    [value_file] = (cache_home / "cache" / "values").iterdir()
+    value_file.write_bytes(value_file.read_bytes().replace(b"hello", b"HACKD"))
+    again = greet()
+    assert (again.get_result(), again.cached) == ("hello world", False)
+    assert "checksum does not match" in capfd.readouterr().err
+
+
+def make_scaler(factor: int) -> Any:
+    return task(cache=True, runner=SequentialTaskRun, name="scale")(lambda x: x * factor)
+
+
+def test_what_a_task_closes_over_is_in_its_key_when_it_is_a_plain_value(
+    cache_home: Path,
+) -> None:
+    double, triple = make_scaler(2), make_scaler(3)
+    assert double(10).get_result() == 20
+    assert caching.flush(TIMEOUT)
+    tripled = triple(10)
+    assert (tripled.get_result(), tripled.cached) == (30, False)
+
+
+def test_a_user_key_is_the_tasks_own_and_cache_false_turns_caching_off(
+    cache_home: Path,
+) -> None:
+    def csv_load(path: str) -> str:
+        return f"rows of {path}"
+
+    def image_load(path: str) -> str:
+        return f"pixels of {path}"
+
+    by_path = {"cache_key": lambda path, **_: path, "runner": SequentialTaskRun, "name": "load"}
+    csvs, images = task(**by_path)(csv_load), task(**by_path)(image_load)
+    assert csvs("x").get_result() == "rows of x"
+    assert caching.flush(TIMEOUT)
+    image = images("x")
+    assert (image.get_result(), image.cached) == ("pixels of x", False)
+    off = csvs.with_options(cache=False)
+    assert not off("x").cached
+    with pytest.raises(CacheKeyError, match=r"task 'load': its cache_key .* failed, given path"):
+        csvs.with_options(cache_key=lambda y: y)("x")
+
+
+def test_no_expiry_and_no_size_bound_are_said_plainly(
+    cache_home: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(OptionValueError, match="cache_expiration takes seconds > 0"):
+        task(cache_expiration=float("inf"))(lambda: 1)
+    with pytest.raises(OptionValueError, match="cache_expiration"):
+        task(cache_expiration=datetime.timedelta.max)(lambda: 1)
+    monkeypatch.setenv("WOFLO_CACHE_MAX_BYTES", "inf")
+    one = task(cache=True, runner=SequentialTaskRun, name="unbounded")(lambda: 1)
+    one()
+    assert caching.flush(TIMEOUT)
+    assert one().cached
+    assert capfd.readouterr().err == ""
+
+
+def test_hits_count_as_uses_for_eviction_across_programs(tmp_path: Path) -> None:
+    script = _program(
+        tmp_path,
+        """
+        import sys
+        from woflo import task
+        from woflo.runners import SequentialTaskRun
+        blob = task(cache=True, runner=SequentialTaskRun, name="blob")(
+            lambda k: bytes(1000) + k.encode()
+        )
+        for k in sys.argv[1:]:
+            print(k, blob(k).cached)
+        """,
+    )
+    env = {"WOFLO_HOME": str(tmp_path / "home"), "WOFLO_CACHE_MAX_BYTES": "2500"}
+    assert run_script(script, "a", "b", env=env).stdout.split() == ["a", "False", "b", "False"]
+    assert run_script(script, "a", env=env).stdout.split() == ["a", "True"]  # a is used
+    assert run_script(script, "c", env=env).returncode == 0  # evicts the least used: b
+    assert run_script(script, "a", "b", env=env).stdout.split() == ["a", "True", "b", "False"]
+
+
+def test_clearing_everything_removes_what_the_index_lost(cache_home: Path) -> None:
+    one = task(cache=True, runner=SequentialTaskRun, name="orphan")(lambda: 1)
+    one()
+    assert caching.flush(TIMEOUT)
+    (cache_home / "cache" / "index.sqlite3").write_bytes(b"not a database at all" * 100)
+    assert cache.clear() == 1
+    assert list((cache_home / "cache").glob("values/*")) == []
+    assert not one().cached

@@ -20,12 +20,14 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
+import pickle
 import queue
+import sys
 import threading
 from typing import Any
 
 from woflo import BaseTaskRun, Outcome, RunState, TaskOption, hookimpl
-from woflo.options import Validator, boolean, callable_or_none, invalid
+from woflo.options import Validator, callable_or_none, invalid
 from woflo.plugins import background_thread
 from woflo_plugins.cache._key import CacheKeyError, default_key, user_key
 
@@ -34,7 +36,17 @@ __all__ = ["FLUSH_AT_EXIT", "CacheKeyError", "flush"]
 FLUSH_AT_EXIT = 10.0
 """Seconds the exit waits, at most, for values being stored."""
 
-_EXPIRATION_EXPECTED = "seconds > 0 or a datetime.timedelta, or None (no expiry)"
+_EXPIRATION_EXPECTED = "seconds > 0 (at most 1e10) or a datetime.timedelta, or None (no expiry)"
+
+
+def _check_switch(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise invalid("True, False or None", value, wrong_type=True)
+    return value
+
+
+_LONGEST = 10.0**10
+"""The longest expiry, in seconds (over 300 years; beyond, dates overflow)."""
 
 
 def _check_expiration(value: Any) -> float | None:
@@ -46,7 +58,7 @@ def _check_expiration(value: Any) -> float | None:
         seconds = float(value)
     else:
         raise invalid(_EXPIRATION_EXPECTED, value, wrong_type=True)
-    if not seconds > 0:  # (nan too)
+    if not 0 < seconds <= _LONGEST:  # (nan and inf too: for no expiry, None)
         raise invalid(_EXPIRATION_EXPECTED, value)
     return seconds
 
@@ -56,9 +68,10 @@ def woflo_add_options() -> list[TaskOption]:
     return [
         TaskOption(
             "cache",
-            False,
-            boolean(),
-            "reuse the value of a completed run with the same code and arguments",
+            None,
+            Validator("True, False or None", _check_switch),
+            "reuse the value of a completed run with the same code and arguments "
+            "(False: never, even with cache_key or cache_expiration)",
             caller_only=True,
         ),
         TaskOption(
@@ -114,7 +127,9 @@ class _State:
                 value.set()
                 continue
             try:
-                cache.save(key, task, value, expiration)
+                cache.save_pickled(key, task, value, expiration)
+            except Exception as exc:  # (never the end of this thread)
+                print(f"woflo: cannot store a value in the cache: {exc!r}", file=sys.stderr)
             finally:
                 with self.lock:
                     if self.saving.get(key) is value:
@@ -139,7 +154,10 @@ os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _cached(options: Any) -> bool:
-    return bool(options.get("cache") or options.get("cache_key") or options.get("cache_expiration"))
+    switch = options.get("cache")
+    if switch is not None:  # (False: off, even with a key or an expiry)
+        return bool(switch)
+    return options.get("cache_key") is not None or options.get("cache_expiration") is not None
 
 
 @hookimpl
@@ -163,7 +181,7 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
     if leader is not None:
         return leader
     if value is not _NOTHING:
-        return Outcome(value=value)
+        return Outcome(value=pickle.loads(value))  # (a copy of its own, as from the store)
     from woflo import cache
 
     found, value = cache.load(key)
@@ -174,8 +192,12 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
         leader = state.leaders.get(key)
         if leader is not None:
             return leader
-        state.leaders[key] = run
-    return None
+        data = state.saving.get(key, _NOTHING)
+        if data is _NOTHING:
+            state.leaders[key] = run
+            return None
+        state.keys.pop(run.run_id, None)  # (a run of the key ended meanwhile)
+    return Outcome(value=pickle.loads(data))
 
 
 @hookimpl
@@ -189,7 +211,13 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
             del state.leaders[key]
         if run.state is not RunState.COMPLETED or run.cached:
             return
-        value = run.get_result()
-        state.saving[key] = value
+    from woflo import cache
+
+    # pickled now, as it is: what the caller does to the value later is not stored
+    data = cache.dumps(run.get_result(), run.task.name)
+    if data is None:
+        return
+    with state.lock:
+        state.saving[key] = data
     state.start()
-    state.queue.put((key, run.task.name, value, run.task.options.get("cache_expiration")))
+    state.queue.put((key, run.task.name, data, run.task.options.get("cache_expiration")))

@@ -1,5 +1,10 @@
 """Cache keys: a stable hash of the task's identity, its source code and its arguments.
 
+The variables the function closes over are part of it when they are plain values (numbers,
+strings, bytes, tuples and frozensets of them) or functions (by their code): a task made by a
+factory, ``make_scaler(2)`` and ``make_scaler(3)``, has keys of its own. Other objects it
+closes over (a list it appends to, a client) and the globals it reads are not.
+
 Stable means equal across processes and program runs for equal arguments: a ``dict`` or a
 ``set`` hashes the same whatever the order of its items (``PYTHONHASHSEED`` changes a set's
 order, and so its pickle), numbers and strings by value; anything else by its pickle.
@@ -31,13 +36,15 @@ _code_digests: dict[Callable[..., Any], bytes] = {}
 _signatures: dict[Callable[..., Any], inspect.Signature] = {}
 
 
+def _identity(fn: Callable[..., Any]) -> bytes:
+    return f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}\0".encode()
+
+
 def _code_digest(fn: Callable[..., Any]) -> bytes:
     """The hash of ``fn``'s identity and source (its code object's, without source)."""
     digest = _code_digests.get(fn)
     if digest is None:
-        code = hashlib.sha256(
-            f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}\0".encode()
-        )
+        code = hashlib.sha256(_identity(fn))
         try:
             code.update(inspect.getsource(fn).encode())
         except (OSError, TypeError):  # (no source: defined in a REPL or by exec)
@@ -73,6 +80,18 @@ def default_key(
     digest = hashlib.sha256(_VERSION)
     digest.update(task_name.encode() + b"\0")
     digest.update(_code_digest(fn))
+    cells = getattr(fn, "__closure__", None) or ()
+    names = getattr(getattr(fn, "__code__", None), "co_freevars", ())
+    for name, cell in zip(names, cells, strict=False):  # (what a closure closes over)
+        try:
+            value = cell.cell_contents
+        except ValueError:  # (not bound yet)
+            continue
+        if _plain(value):
+            digest.update(b"closure " + name.encode() + b"=")
+            _feed(digest, value)
+        elif callable(value) and hasattr(value, "__code__"):
+            digest.update(b"closure " + name.encode() + b"=" + _code_digest(value))
     for name, value in arguments.items():
         digest.update(name.encode() + b"=")
         try:
@@ -93,7 +112,8 @@ def user_key(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> str:
-    """The key ``cache_key`` chooses, within the task's own keys. It is given the call's
+    """The key ``cache_key`` chooses, within the task's own keys (its name, module and
+    qualified name; not its source: put a version in the key to invalidate). It is given the call's
     arguments by name, defaults included (so ``lambda path, **_: path`` works however the
     call passed ``path``); to a task taking ``*args`` or positional-only ones, as called."""
     arguments = arguments_by_name(fn, args, kwargs)
@@ -101,8 +121,16 @@ def user_key(
         parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         for parameter in _signatures[fn].parameters.values()
     )
-    chosen = key_fn(**arguments) if plain and arguments is not None else key_fn(*args, **kwargs)
-    digest = hashlib.sha256(_VERSION + b"user\0" + task_name.encode() + b"\0")
+    try:
+        chosen = key_fn(**arguments) if plain and arguments else key_fn(*args, **kwargs)
+    except Exception as exc:
+        given = ", ".join(arguments) if plain and arguments else "the call's arguments"
+        raise CacheKeyError(
+            f"task {task_name!r}: its cache_key {getattr(key_fn, '__qualname__', key_fn)!r} "
+            f"failed, given {given}: {type(exc).__name__}: {exc} (it is called with the "
+            "task's arguments by name: lambda path, **_: path)"
+        ) from exc
+    digest = hashlib.sha256(_VERSION + b"user\0" + task_name.encode() + b"\0" + _identity(fn))
     try:
         _feed(digest, chosen)
     except Exception as exc:
@@ -114,6 +142,17 @@ def user_key(
 
 
 _SCALARS = (type(None), bool, int, float, complex)
+
+
+def _plain(value: Any) -> bool:
+    """A value that keys a closure: a number, a string, bytes, or a tuple or frozenset of
+    them (not a list it appends to, a client, a lock: those change or do not pickle)."""
+    kind = type(value)
+    if kind in _SCALARS or kind is str or kind is bytes:
+        return True
+    if kind is tuple or kind is frozenset:
+        return all(_plain(item) for item in value)
+    return False
 
 
 def _feed(digest: Any, value: Any) -> None:

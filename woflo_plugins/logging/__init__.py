@@ -172,7 +172,7 @@ def _fields(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any]:
 
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
-    if _emitter.wants("info"):
+    if _emitter.wants("info") and not run.cached:  # (a cache hit: task.cached says it all)
         _emitter.emit("info", "task.started", runner=run.name, **_fields(run, 1))
 
 
