@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE))
 import _cache  # noqa: E402  (beside this script, like _tasks)
 import _compose  # noqa: E402
 import _history  # noqa: E402
+import _otel  # noqa: E402
 import _ui  # noqa: E402
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
@@ -673,6 +674,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             "cache",
             f"cache hit vs executing, {n_small:,} calls one at a time (µs per call)",
             lambda: _cache.hit_cost(n_small, s.skipped),
+            1e6,
+        ),
+        (
+            "otel",
+            f"OpenTelemetry spans on vs off: {n_small:,} multiprocess no-op runs (µs per call)",
+            lambda: _otel.span_cost(n_small, s.skipped),
             1e6,
         ),
         (

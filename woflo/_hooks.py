@@ -9,6 +9,8 @@ Building the plugin manager is :mod:`woflo.plugins`' business; using the answers
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from woflo._types import Outcome, TaskCall
@@ -86,6 +88,26 @@ class Hooks:
                 report_hook_error(args[0], f"{caller.name} of plugin {impl.plugin_name!r}", exc)
 
     # ---- decisions ---------------------------------------------------------------------------
+
+    def attempt_context(self, run: BaseTaskRun[Any], attempt: int) -> Mapping[str, Any]:
+        """The merged ``woflo_attempt_context`` of every plugin (empty when none gives any);
+        a failing implementation is reported and left out."""
+        caller = self._relay.woflo_attempt_context
+        impls = caller.get_hookimpls()
+        if not impls:
+            return _EMPTY
+        merged: dict[str, Any] = {}
+        arguments = {"run": run, "attempt": attempt}
+        for impl in reversed(impls):
+            where = f"woflo_attempt_context of plugin {impl.plugin_name!r}"
+            try:
+                given: Any = impl.function(*[arguments[name] for name in impl.argnames])
+                if given is not None and not isinstance(given, dict):
+                    raise PluginError(f"{where} returned {given!r}; expected a dict or None")
+                merged.update(given or ())
+            except Exception as exc:
+                report_hook_error(run, where, exc)
+        return merged
 
     def cached_outcome(self, run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | None:
         """A value for ``run`` without executing it, a run to take it from, or ``None``. An
@@ -178,3 +200,6 @@ def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, int, tuple[int, ...]
         else:
             plan.append((impl.function, 0, tuple(spec.index(name) for name in names), impl))
     return plan
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})

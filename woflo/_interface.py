@@ -42,8 +42,10 @@ class RunnerMethods:
         the attempt really begins executing and :meth:`report_finished` when it ends, from any
         thread. An exception raised here is that attempt's failure (retried like any other).
 
-        ``call`` carries the function (``call.fn``), ``call.args``, ``call.kwargs`` (pass every
-        one on unchanged) and ``call.task_name``, ``call.run_id``, ``call.attempt``.
+        ``call`` carries the function (``call.fn``), ``call.args``, ``call.kwargs``,
+        ``call.context`` (what plugins send along; pass every one on unchanged:
+        :func:`woflo.remote.pack_attempt` does) and ``call.task_name``, ``call.run_id``,
+        ``call.attempt``.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement start_attempt()")
 

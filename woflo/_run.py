@@ -352,6 +352,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
                 self._errors.append(error)
             self._end(RunState.TIMED_OUT, Outcome(error=error))
             return
+        context = self._hooks.attempt_context(self, self._attempts + 1)
         with self._lock:
             if self._state.is_final:
                 return
@@ -360,7 +361,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
             self._state = RunState.PENDING
             attempt = self._attempts + 1
             fn, args, kwargs = self.task.fn, self.args, self.kwargs
-            call = TaskCall(self.task.name, self.run_id, attempt, fn, args, kwargs)
+            call = TaskCall(self.task.name, self.run_id, attempt, fn, args, kwargs, context)
             self._call, self._call_started = call, False
         try:
             self.start_attempt(call)

@@ -79,6 +79,9 @@ class TaskCall:
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+    """What plugins send along with the attempt to where it executes (``woflo_attempt_context``:
+    small picklable values, by plugin), for their execution wrappers to read."""
 
     def invoke(self) -> Outcome:
         """Call the function once and capture what happened (woflo's innermost execution).

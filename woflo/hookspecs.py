@@ -200,6 +200,21 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
     """
 
 
+@hookspec
+def woflo_attempt_context(run: BaseTaskRun[Any], attempt: int) -> dict[str, Any] | None:
+    """Give the attempt something to carry to where it executes (a trace context, say).
+
+    Fires in the calling process before each attempt is handed to its runner. The dicts every
+    implementation returns are merged into ``call.context``, which the runner sends with the
+    call (to a worker process too), for the plugin's ``woflo_execute_attempt`` wrapper to read
+    there. Keep it small and picklable; key it by your plugin's name.
+
+    :param run: the run.
+    :param attempt: the number of the attempt about to be handed over (1 for the first).
+    :return: a dict to merge into the call's context, or ``None``.
+    """
+
+
 @hookspec(firstresult=True)
 def woflo_retry_delay(
     run: BaseTaskRun[Any], attempt: int, outcome: Outcome

@@ -35,8 +35,8 @@ import pickle
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from woflo._logroute import (
@@ -125,6 +125,7 @@ class RemoteAttempt:
     :ivar preload: modules the caller uses that the attempt's plugins look for (structlog),
         imported before the attempt so that, as in woflo's own workers, the run's context is
         bound for the task.
+    :ivar context: ``call.context``: what plugins send along (``woflo_attempt_context``).
     """
 
     task_name: str
@@ -136,6 +137,7 @@ class RemoteAttempt:
     plugins: Manifest
     log_level: int
     preload: tuple[str, ...] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 _task_blobs: weakref.WeakKeyDictionary[Any, tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
@@ -183,6 +185,7 @@ def pack_attempt(run: BaseTaskRun[Any], call: TaskCall) -> RemoteAttempt:
         tuple(get_plugin_system().manifest()),
         logging.getLogger().getEffectiveLevel(),
         PRELOAD if "structlog" in sys.modules else (),
+        dict(call.context),
     )
 
 
@@ -293,7 +296,9 @@ def run_attempt(attempt: RemoteAttempt) -> RemoteResult:
         return RemoteResult(False, dump_exception(exc), 0.0, tuple(records))
     if is_dedicated():
         logging.getLogger().setLevel(attempt.log_level)
-    call = TaskCall(attempt.task_name, attempt.run_id, attempt.attempt, task.fn, args, kwargs)
+    call = TaskCall(
+        attempt.task_name, attempt.run_id, attempt.attempt, task.fn, args, kwargs, attempt.context
+    )
     outcome = execute(task, call, emit=records.append)
     return RemoteResult(*pack_outcome(outcome, attempt.task_name), tuple(records))
 

@@ -2,8 +2,9 @@
 ``chromium-driver``) driven by Selenium, over the history a real program made.
 
 A missing browser fails these tests in CI (``CI`` or ``WOFLO_REQUIRE_BROWSER`` set; ``.ci/run``
-installs it and sets the latter); elsewhere they are skipped, with the reason in the summary. Each page is
-screenshotted into ``WOFLO_ARTIFACTS`` (default: ``.artifacts/`` at the top of the checkout).
+installs it and sets the latter); elsewhere they are skipped, with the reason in the summary.
+Each page is screenshotted into ``WOFLO_ARTIFACTS`` (default: ``.artifacts/`` at the top of
+the checkout).
 """
 
 from __future__ import annotations

@@ -195,6 +195,7 @@ class Pool:
             job.call.attempt,
             job.call.task_name,
             _world.for_worker(worker, job.world),
+            dict(job.call.context) or None,  # (what plugins send along: woflo_attempt_context)
         )
         try:
             worker.conn.send_bytes(_wire.pack_job(entry.token, meta, task_blob, job.args_blob))

@@ -51,7 +51,8 @@ def serve(conn: Channel, log_level: int) -> int:
             frame = conn.recv_bytes()
         except (EOFError, OSError):
             return 0
-        token, (run_id, attempt, task_name, world), task_blob, args_blob = _wire.unpack_job(frame)
+        token, meta, task_blob, args_blob = _wire.unpack_job(frame)
+        run_id, attempt, task_name, world, context = meta
         saved = sandbox.enter(world)
         try:
             if task_blob:
@@ -61,7 +62,7 @@ def serve(conn: Channel, log_level: int) -> int:
         except BaseException as exc:
             reply = _wire.pack_reply(b"e", 0.0, remote.dump_exception(exc))
         else:
-            call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs)
+            call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs, context or {})
             outcome = remote.execute(task, call)
             # Dropped only once the reply is sent: a __del__ that ends the worker must not
             # take a result already computed with it.
