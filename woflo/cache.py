@@ -99,12 +99,16 @@ class _Index:
         self.db = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
-        self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                self.db.execute(statement)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -123,11 +127,15 @@ def _open() -> _Index:
     root = directory()
     with _index_lock:
         if _index is None or _index.root != root:  # (WOFLO_HOME changed: a test, say)
+            if _index is not None:
+                with _index.lock:
+                    _index.close()
+                _index = None
             try:
                 _index = _Index(root)
-                _index.where = where
             except (OSError, sqlite3.Error) as exc:
                 raise CacheError(f"cannot open the cache in {root}: {exc}") from exc
+        _index.where = where
         return _index
 
 

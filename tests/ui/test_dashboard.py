@@ -163,7 +163,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
 def _open(browser: Any, url: str, view: str) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser.get(url)
+    browser.execute_script("if (document.body) document.body.dataset.rendered = ''")
+    browser.get(url)  # (a new hash only: the page draws the view again, after this returns)
     WebDriverWait(browser, WAIT).until(
         lambda driver: driver.execute_script("return document.body.dataset.rendered") == view
     )

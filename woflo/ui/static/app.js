@@ -9,6 +9,7 @@ const REFRESH_MS = 2000;
 
 let refreshTimer = null;
 let renderStarted = 0;
+let generation = 0;  // one per route: a view drawn for an older one is dropped
 
 // ---- helpers ------------------------------------------------------------------------------
 
@@ -67,13 +68,17 @@ function runLink(runId) {
   return el("a", { href: `#/runs/${encodeURIComponent(runId)}`, class: "mono", text: runId });
 }
 
-function show(...nodes) {
+class Superseded extends Error {}
+
+function show(mine, ...nodes) {
+  if (mine !== generation) throw new Superseded();  // (the user went elsewhere meanwhile)
   const view = document.getElementById("view");
   view.replaceChildren(...nodes);
 }
 
-function rendered(view, extra) {
+function rendered(mine, view, extra) {
   // what the browser tests and benchmarks read: which view, drawn in how many ms
+  if (mine !== generation) return;
   window.wofloRendered = Object.assign({ view, ms: performance.now() - renderStarted }, extra);
   document.body.dataset.rendered = view;
 }
@@ -85,10 +90,11 @@ function setLive(on) {
 }
 
 function failure(error) {
-  show(el("h1", { text: error.status === 404 ? "Not found" : "Cannot read the history" }),
+  const mine = generation;
+  show(mine, el("h1", { text: error.status === 404 ? "Not found" : "Cannot read the history" }),
     el("p", { class: "error", id: "error", text: error.message }),
     el("p", {}, el("a", { href: "#/runs", text: "All runs" })));
-  rendered("error");
+  rendered(mine, "error");
 }
 
 // ---- the runs ----------------------------------------------------------------------------
@@ -119,12 +125,13 @@ function runRow(run) {
 }
 
 async function runsView(query) {
+  const mine = generation;
   const filters = filtersFromHash(query);
   const [status, tasks, programs] = await Promise.all([
     api("/api/status"), api("/api/tasks"), api("/api/programs?limit=200")]);
   document.getElementById("database").textContent = `history: ${status.database}`;
   if (!status.has_runs) {
-    show(el("div", { class: "empty", id: "empty" },
+    show(mine, el("div", { class: "empty", id: "empty" },
       el("h1", { text: "No runs recorded yet" }),
       el("p", {}, "Every run of a program that calls woflo tasks is recorded here by the ",
         el("code", { text: "history" }), " plugin, on by default (", el("code", {
@@ -132,7 +139,7 @@ async function runsView(query) {
         ". Run a program, for example:"),
       el("pre", { text: "from woflo import task\n\n@task\ndef hello(name):\n    return f\"hello {name}\"\n\nprint(hello(\"world\").get_result())" }),
       el("p", { class: "muted", text: "This page looks again every 2 seconds." })));
-    rendered("empty");
+    rendered(mine, "empty");
     scheduleRefresh(() => runsView(query));
     return;
   }
@@ -155,7 +162,7 @@ async function runsView(query) {
   const table = el("table", { id: "runs" },
     el("thead", {}, el("tr", {}, ["run id", "task", "state", "attempts", "duration",
       "started", "error"].map((name) => el("th", { text: name })))), body);
-  show(el("h1", { text: "Runs" }), form, table, el("p", {}, more));
+  show(mine, el("h1", { text: "Runs" }), form, table, el("p", {}, more));
   let offset = 0;
   async function page() {
     const answer = await api(`/api/runs?${runsQuery(filters, offset)}`);
@@ -168,7 +175,7 @@ async function runsView(query) {
   const first = await page();
   if (!first.runs.length) body.append(el("tr", { id: "no-match" }, el("td", { colspan: 7,
     class: "muted", text: "No run matches these filters." })));
-  rendered("runs", { rows: first.runs.length });
+  rendered(mine, "runs", { rows: first.runs.length });
   scheduleRefresh(async () => {  // live: the newest page again, while nothing was paged in
     if (offset > PAGE) return;
     const answer = await api(`/api/runs?${runsQuery(filters, 0)}`);
@@ -187,14 +194,17 @@ function applyFilter(name, value, filters) {
 
 function scheduleRefresh(refresh) {
   document.getElementById("live").classList.remove("off");
+  const mine = generation;
   refreshTimer = setInterval(() => {
-    if (!document.hidden) refresh().catch(() => {});
+    if (document.hidden || mine !== generation) return;
+    refresh().catch(() => {});
   }, REFRESH_MS);
 }
 
 // ---- one run -----------------------------------------------------------------------------
 
 async function runView(runId) {
+  const mine = generation;
   const run = await api(`/api/runs/${encodeURIComponent(runId)}`);
   const links = (ids) => ids.length ? ids.flatMap((id, i) => [i ? ", " : "", runLink(id)]) :
     [el("span", { class: "muted", text: "none" })];
@@ -224,12 +234,12 @@ async function runView(runId) {
         el("td", { class: "num", text: a.pid ?? "" }), el("td", { class: "error", text: a.error || "" })),
       a.traceback ? el("tr", {}, el("td", { colspan: 6 }, el("pre", { class: "traceback",
         text: a.traceback }))) : null])));
-  show(el("h1", {}, "Run ", el("span", { class: "mono", id: "run-id", text: run.run_id })),
+  show(mine, el("h1", {}, "Run ", el("span", { class: "mono", id: "run-id", text: run.run_id })),
     facts, el("h2", { text: "Attempts" }),
     run.attempts_detail.length ? attempts : el("p", { class: "muted", id: "no-attempts",
       text: run.state === "cached" ? "None: its value came from the cache." :
         "None: it never started." }));
-  rendered("run");
+  rendered(mine, "run");
   if (!["completed", "cached", "failed", "crashed", "timed_out", "stopped",
     "upstream_failed"].includes(run.state)) scheduleRefresh(() => runView(runId));
 }
@@ -237,8 +247,9 @@ async function runView(runId) {
 // ---- programs and their timelines ------------------------------------------------------------
 
 async function programsView() {
+  const mine = generation;
   const answer = await api("/api/programs?limit=200");
-  show(el("h1", { text: "Programs" }), el("table", { id: "programs" },
+  show(mine, el("h1", { text: "Programs" }), el("table", { id: "programs" },
     el("thead", {}, el("tr", {}, ["started", "program", "host", "pid", "runs", "states"]
       .map((name) => el("th", { text: name })))),
     el("tbody", {}, answer.programs.map((p) => el("tr", { "data-program-id": p.program_id },
@@ -247,11 +258,12 @@ async function programsView() {
       el("td", { class: "mono", text: p.argv.join(" ") }), el("td", { text: p.host }),
       el("td", { class: "num", text: p.pid }), el("td", { class: "num", text: p.runs }),
       el("td", {}, Object.entries(p.states).map(([s, n]) => [stateBadge(s), ` ${n} `])))))));
-  rendered("programs");
+  rendered(mine, "programs");
   scheduleRefresh(programsView);
 }
 
 async function timelineView(programId) {
+  const mine = generation;
   const data = await api(`/api/programs/${encodeURIComponent(programId)}/timeline`);
   const runsById = new Map(data.runs.map((r) => [r.run_id, r]));
   const times = data.runs.flatMap((r) => [r.created_at, r.ended_at]).filter((t) => t !== null)
@@ -349,13 +361,13 @@ async function timelineView(programId) {
       el("td", { class: "num", text: duration(r.total) }),
       el("td", { class: "num", text: duration(r.total / r.runs) }),
       el("td", { class: "num", text: duration(r.max) })))));
-  show(el("h1", {}, "Timeline of program ", el("span", { class: "mono", text: programId })),
+  show(mine, el("h1", {}, "Timeline of program ", el("span", { class: "mono", text: programId })),
     el("p", { class: "muted" }, `${data.runs.length} runs, ${data.attempts.length} attempts, ` +
       `${lanes.length} worker processes, ${duration(span)}. `,
     el("a", { href: `#/runs?program=${encodeURIComponent(programId)}`, text: "its runs" })),
     toolbar, holder, el("h2", { text: "Per task" }), summaryTable);
   draw();
-  rendered("timeline", { bars: data.attempts.filter((a) => a.started_at !== null).length });
+  rendered(mine, "timeline", { bars: data.attempts.filter((a) => a.started_at !== null).length });
   if (data.runs.some((r) => r.ended_at === null)) scheduleRefresh(() => timelineView(programId));
 }
 
@@ -364,6 +376,7 @@ async function timelineView(programId) {
 async function route() {
   setLive(false);
   renderStarted = performance.now();
+  generation += 1;
   document.body.dataset.rendered = "";
   const [path, query] = (location.hash.slice(1) || "/runs").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -373,7 +386,7 @@ async function route() {
     else if (parts[0] === "programs") await programsView();
     else await runsView(query);
   } catch (error) {
-    failure(error);
+    if (!(error instanceof Superseded)) failure(error);
   }
 }
 
