@@ -96,18 +96,27 @@ class Hooks:
         impls = caller.get_hookimpls()
         if not impls:
             return _EMPTY
-        merged: dict[str, Any] = {}
-        arguments = {"run": run, "attempt": attempt}
-        for impl in reversed(impls):
-            where = f"woflo_attempt_context of plugin {impl.plugin_name!r}"
+        plan = self._plans.get(caller.name)
+        if plan is None or plan[0] != impls:
+            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
+        merged: dict[str, Any] | None = None
+        args = (run, attempt)
+        for function, width, picks, impl in plan[1]:
             try:
-                given: Any = impl.function(*[arguments[name] for name in impl.argnames])
-                if given is not None and not isinstance(given, dict):
-                    raise PluginError(f"{where} returned {given!r}; expected a dict or None")
-                merged.update(given or ())
+                given = (
+                    function(*args[:width])
+                    if picks is None
+                    else function(*[args[i] for i in picks])
+                )
+                if given is None:
+                    continue
+                if not isinstance(given, dict):
+                    raise PluginError(f"returned {given!r}; expected a dict or None")
+                merged = dict(given) if merged is None else merged | given
             except Exception as exc:
+                where = f"woflo_attempt_context of plugin {impl.plugin_name!r}"
                 report_hook_error(run, where, exc)
-        return merged
+        return _EMPTY if merged is None else merged
 
     def cached_outcome(self, run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | None:
         """A value for ``run`` without executing it, a run to take it from, or ``None``. An

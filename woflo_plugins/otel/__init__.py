@@ -51,6 +51,7 @@ class _State:
 
 
 _state = _State()
+_RUN_HOOKS_NAME = "otel.runs"
 _KEEP_CONTEXTS = 100_000
 """Span contexts of ended runs kept for the links of runs they feed later."""
 
@@ -94,6 +95,11 @@ def woflo_run_created(run: BaseTaskRun[Any]) -> None:
     from opentelemetry import trace
 
     state = _state
+    system = run.task.plugin_system
+    if system.pm.get_plugin(_RUN_HOOKS_NAME) is None:
+        with state.lock:
+            if system.pm.get_plugin(_RUN_HOOKS_NAME) is None:
+                system.add(_RUN_HOOKS, name=_RUN_HOOKS_NAME)
     with state.lock:
         contexts = [state.contexts.get(u.run_id) for u in run.upstream]
     links = [trace.Link(context) for context in contexts if context is not None]
@@ -113,64 +119,72 @@ def woflo_run_created(run: BaseTaskRun[Any]) -> None:
             state.contexts.popitem(last=False)
 
 
-@hookimpl
-def woflo_attempt_context(run: BaseTaskRun[Any]) -> dict[str, Any] | None:
-    span = _state.runs.get(run.run_id)
-    if span is None:
-        return None
-    context = span.get_span_context()
-    return {"otel": (context.trace_id, context.span_id, int(context.trace_flags))}
+class _RunHooks:
+    """The hooks that follow a run in the caller, registered in a plugin system the first time
+    one of its runs starts with a tracer provider configured: until then the plugin costs its
+    ``woflo_run_created`` alone (and an execution wrapper that returns at once)."""
+
+    @hookimpl
+    def woflo_attempt_context(self, run: BaseTaskRun[Any]) -> dict[str, Any] | None:
+        span = _state.runs.get(run.run_id)
+        if span is None:
+            return None
+        context = span.get_span_context()
+        return {"otel": (context.trace_id, context.span_id, int(context.trace_flags))}
+
+    @hookimpl
+    def woflo_attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
+        if run.run_id in _state.runs:
+            import time
+
+            _state.started[run.run_id, attempt] = time.time_ns()
+
+    @hookimpl
+    def woflo_retry_scheduled(self, run: BaseTaskRun[Any], attempt: int, delay: float) -> None:
+        span = _state.runs.get(run.run_id)
+        if span is not None:
+            span.add_event(
+                "woflo.retry", {"woflo.attempt.number": attempt, "woflo.retry.delay": delay}
+            )
+
+    @hookimpl
+    def woflo_attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
+        state = _state
+        span = state.runs.get(run.run_id)
+        if span is None:
+            return
+        key = (run.run_id, attempt)
+        with state.lock:
+            shipped = state.shipped.pop(key, [])
+            made_here = key in state.made_here
+            state.made_here.discard(key)
+            started = state.started.pop(key, None)
+        if made_here:
+            return
+        _ship.replay(
+            state.tracer, span, shipped, run=run, attempt=attempt, outcome=outcome, started=started
+        )
+
+    @hookimpl
+    def woflo_run_finished(self, run: BaseTaskRun[Any]) -> None:
+        state = _state
+        if not state.runs:  # (no span open: the plugin is idle)
+            return
+        with state.lock:
+            span = state.runs.pop(run.run_id, None)
+        if span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attribute("woflo.run.state", "cached" if run.cached else run.state.value)
+        span.set_attribute("woflo.run.attempts", run.attempts)
+        if run.state not in _FINE:
+            error = run.exception()
+            span.set_status(Status(StatusCode.ERROR, f"{run.state.value}: {error!r}"))
+        span.end()
 
 
-@hookimpl
-def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
-    if run.run_id in _state.runs:
-        import time
-
-        _state.started[run.run_id, attempt] = time.time_ns()
-
-
-@hookimpl
-def woflo_retry_scheduled(run: BaseTaskRun[Any], attempt: int, delay: float) -> None:
-    span = _state.runs.get(run.run_id)
-    if span is not None:
-        span.add_event("woflo.retry", {"woflo.attempt.number": attempt, "woflo.retry.delay": delay})
-
-
-@hookimpl
-def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-    state = _state
-    span = state.runs.get(run.run_id)
-    if span is None:
-        return
-    key = (run.run_id, attempt)
-    with state.lock:
-        shipped = state.shipped.pop(key, [])
-        made_here = key in state.made_here
-        state.made_here.discard(key)
-        started = state.started.pop(key, None)
-    if made_here:
-        return
-    _ship.replay(
-        state.tracer, span, shipped, run=run, attempt=attempt, outcome=outcome, started=started
-    )
-
-
-@hookimpl
-def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
-    state = _state
-    with state.lock:
-        span = state.runs.pop(run.run_id, None)
-    if span is None:
-        return
-    from opentelemetry.trace import Status, StatusCode
-
-    span.set_attribute("woflo.run.state", "cached" if run.cached else run.state.value)
-    span.set_attribute("woflo.run.attempts", run.attempts)
-    if run.state not in _FINE:
-        error = run.exception()
-        span.set_status(Status(StatusCode.ERROR, f"{run.state.value}: {error!r}"))
-    span.end()
+_RUN_HOOKS = _RunHooks()
 
 
 @hookimpl
