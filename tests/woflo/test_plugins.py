@@ -17,7 +17,16 @@ from woflo.errors import PluginError
 from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
 from woflo.runners import SequentialTaskRun
 
-BUILTINS = {"sequential", "multiprocess", "retries", "timeouts", "logging"}
+BUILTINS = {
+    "sequential",
+    "multiprocess",
+    "retries",
+    "timeouts",
+    "logging",
+    "history",
+    "cache",
+    "otel",
+}
 
 GOOD_PLUGIN = """
     from woflo import BaseTaskRun, TaskOption, hookimpl
