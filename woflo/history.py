@@ -29,6 +29,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from woflo._schema import migrate
+
 __all__ = [
     "HOME_ENV",
     "SCHEMA_VERSION",
@@ -49,65 +51,6 @@ HOME_ENV = "WOFLO_HOME"
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 """How long a writer or reader waits for another program's lock before giving up."""
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-        CREATE TABLE programs (
-            program_id TEXT PRIMARY KEY,
-            argv TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            host TEXT NOT NULL,
-            cwd TEXT NOT NULL,
-            started_at REAL NOT NULL
-        );
-        CREATE TABLE runs (
-            run_id TEXT PRIMARY KEY,
-            program_id TEXT NOT NULL,
-            task TEXT NOT NULL,
-            runner TEXT NOT NULL,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL,
-            ended_at REAL,
-            duration REAL,
-            error_type TEXT,
-            error_message TEXT
-        );
-        CREATE INDEX runs_by_created ON runs (created_at);
-        CREATE INDEX runs_by_task ON runs (task, created_at);
-        CREATE INDEX runs_by_state ON runs (state, created_at);
-        CREATE INDEX runs_by_program ON runs (program_id);
-        CREATE TABLE attempts (
-            run_id TEXT NOT NULL,
-            attempt INTEGER NOT NULL,
-            started_at REAL,
-            duration REAL,
-            outcome TEXT,
-            error_type TEXT,
-            error_message TEXT,
-            traceback TEXT,
-            pid INTEGER,
-            PRIMARY KEY (run_id, attempt)
-        );
-    """,
-    # 2: completed runs (nearly all) are no longer in the index by state: one B-tree fewer to
-    # update per run. A query for other states names the index's condition (see runs()).
-    2: """
-        DROP INDEX runs_by_state;
-        CREATE INDEX runs_by_state ON runs (state, created_at) WHERE state != 'completed';
-        DROP INDEX runs_by_program;
-        CREATE INDEX runs_by_program ON runs (program_id, created_at);
-    """,
-    # 3: which runs fed which (a run's upstream runs, from its arguments)
-    3: """
-        CREATE TABLE links (
-            run_id TEXT NOT NULL,
-            upstream_id TEXT NOT NULL,
-            PRIMARY KEY (run_id, upstream_id)
-        ) WITHOUT ROWID;
-        CREATE INDEX links_by_upstream ON links (upstream_id);
-    """,
-}
 
 
 class HistoryError(Exception):
@@ -151,33 +94,11 @@ def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connect
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
-        _migrate(connection)
+        migrate(connection, SCHEMA_VERSION)
     except sqlite3.Error as exc:
         connection.close()
         raise HistoryError(f"cannot use the run history at {path}: {exc}") from exc
     return connection
-
-
-def _migrate(connection: sqlite3.Connection) -> None:
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"its schema is version {version}, newer than this woflo's {SCHEMA_VERSION}"
-        )
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            current = connection.execute("PRAGMA user_version").fetchone()[0]
-            if current < target:  # (another program may have migrated meanwhile)
-                for statement in _MIGRATIONS[target].split(";"):  # (not executescript: it
-                    if statement.strip():  # commits first, and this must be one transaction)
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {target}")
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -257,13 +178,13 @@ def programs(*, limit: int | None = 50, path: Path | None = None) -> list[dict[s
     return [
         {
             "program_id": row[0],
-            "argv": json.loads(row[1]),
+            "argv": _json(row[1], []),
             "pid": row[2],
             "host": row[3],
             "cwd": row[4],
             "started_at": iso_time(row[5]),
-            "states": json.loads(row[6] or "{}"),
-            "runs": sum(json.loads(row[6] or "{}").values()),
+            "states": _json(row[6], {}),
+            "runs": sum(_json(row[6], {}).values()),
             "ended_at": iso_time(row[7]),
         }
         for row in _query(sql, params, path)
@@ -401,10 +322,50 @@ def _delete(connection: sqlite3.Connection, condition: str, params: Iterable[Any
     return connection.execute(f"DELETE FROM runs WHERE {condition}", params).rowcount
 
 
+def _json(text: str | None, default: Any) -> Any:
+    """A JSON column's value; ``default`` when empty or not JSON (a hand-edited row)."""
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def _reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection: reading never writes (no migration, no checkpoint of another
+    program's log); a database of another schema version is an error saying what to do."""
+    try:
+        connection = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise HistoryError(f"cannot open the run history at {path}: {exc}") from exc
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        connection.close()
+        raise HistoryError(f"cannot use the run history at {path}: {exc}") from exc
+    if version != SCHEMA_VERSION:
+        connection.close()
+        what = (
+            "run any program with this woflo to bring it up to date"
+            if version < SCHEMA_VERSION
+            else "read it with the newer woflo that wrote it"
+        )
+        raise HistoryError(
+            f"the run history at {path} has schema version {version}; this woflo reads "
+            f"version {SCHEMA_VERSION}: {what}"
+        )
+    return connection
+
+
 def _query(sql: str, params: Sequence[Any], path: Path | None) -> list[tuple[Any, ...]]:
-    if not (database_path() if path is None else path).exists():
+    path = database_path() if path is None else path
+    if not path.exists():
         return []  # nothing recorded yet
-    connection = connect(path, create=False)
+    connection = _reader(path)
     try:
         return connection.execute(sql, list(params)).fetchall()
     except sqlite3.Error as exc:
@@ -414,7 +375,7 @@ def _query(sql: str, params: Sequence[Any], path: Path | None) -> list[tuple[Any
 
 
 def _run_row(row: Sequence[Any]) -> dict[str, Any]:
-    argv = json.loads(row[11]) if row[11] else []
+    argv = _json(row[11], [])
     return {
         "run_id": row[0],
         "task": row[1],

@@ -125,12 +125,14 @@ class Dashboard:
         self.url = line.split("serving ")[1].split()[0]
         self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
 
-    def get(self, path: str, method: str = "GET") -> tuple[int, Any]:
+    def get(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         """The status and the decoded JSON body of a raw request (no client-side cleanup of
         the path, unlike a browser)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WAIT)
         try:
-            connection.request(method, path)
+            connection.request(method, path, headers=headers or {})
             response = connection.getresponse()
             body = response.read()
             kind = response.getheader("Content-Type", "")
@@ -227,6 +229,8 @@ def test_the_run_page_shows_attempts_tracebacks_and_links(
     _shoot(browser, "run")
     [combined] = [r for r in history.runs(task="combine", path=db) if r["state"] == "completed"]
     _open(browser, f"{recorded.url}#/runs/{combined['run_id']}", "run")
+    program_link = browser.find_element(By.CSS_SELECTOR, "a[href^='#/programs/']")
+    assert program_link.get_attribute("href").endswith(f"#/programs/{combined['program']['id']}")
     upstream = browser.find_element(By.ID, "upstream").find_elements(By.TAG_NAME, "a")
     assert len(upstream) == 2
     upstream[0].click()  # to the upstream run, whose downstream is the combined one
@@ -311,6 +315,49 @@ def test_bad_requests_get_4xx_answers_never_a_traceback(recorded: Dashboard) -> 
         assert "Traceback" not in json.dumps(body)
     assert recorded.get("/api/runs", method="POST")[0] == 405
     assert recorded.get("/api/runs", method="DELETE")[0] == 405
+    assert recorded.get("/api/runs", method="OPTIONS") == (
+        405,
+        {"error": "the dashboard is read-only: GET and HEAD only"},
+    )
+    assert recorded.get("/api/runs?limit=%C2%B2")[0] == 400  # (a digit int() refuses)
+    # a page of another site whose name was rebound to 127.0.0.1 (DNS rebinding)
+    assert recorded.get("/api/runs", headers={"Host": "evil.example.com"})[0] == 403
+    assert recorded.get("/api/runs", headers={"Host": f"localhost:{recorded.port}"})[0] == 200
+
+
+def test_reading_never_changes_the_history(recorded: Dashboard, tmp_path: Path) -> None:
+    import hashlib
+
+    def fingerprint() -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(recorded.home.glob("history.sqlite3*"))
+        }
+
+    before = fingerprint()
+    db = recorded.home / "history.sqlite3"
+    [program] = history.programs(path=db)
+    for path in (
+        "/api/status",
+        "/api/runs",
+        "/api/tasks",
+        "/api/programs",
+        f"/api/programs/{program['program_id']}/timeline",
+        f"/api/runs/{history.runs(path=db)[0]['run_id']}",
+    ):
+        assert recorded.get(path)[0] == 200, path
+    assert fingerprint() == before
+    old = tmp_path / "old" / "history.sqlite3"  # a history of an older schema: said, not migrated
+    old.parent.mkdir()
+    import sqlite3
+
+    connection = sqlite3.connect(old)
+    connection.execute("PRAGMA user_version = 2")
+    connection.close()
+    data = old.read_bytes()
+    with pytest.raises(history.HistoryError, match=r"schema version 2.*bring it up to date"):
+        history.runs(path=old)
+    assert old.read_bytes() == data
 
 
 def test_the_api_pages_results(recorded: Dashboard) -> None:

@@ -76,6 +76,11 @@ def combine(a, b):
 def hangs():
     import time
     time.sleep(30)
+
+@task(timeout=0.2, runner="sequential")
+def overruns():
+    import time
+    time.sleep(1)
 """
 
 
@@ -139,6 +144,7 @@ def test_upstream_runs_are_links_and_a_killed_attempt_still_has_its_span(tmp_pat
         total = otel_tasks.combine(otel_tasks.load(1), otel_tasks.load(2))
         assert total.get_result() == 3
         assert isinstance(otel_tasks.hangs().exception(), TimeoutError)
+        assert isinstance(otel_tasks.overruns().exception(), TimeoutError)
         report()
         """,
     )
@@ -150,6 +156,11 @@ def test_upstream_runs_are_links_and_a_killed_attempt_still_has_its_span(tmp_pat
     [hung] = [s for s in spans if s["name"] == "woflo.attempt hangs"]
     assert hung["parent"] == "woflo.run hangs"
     assert (hung["status"], hung["attributes"]["woflo.attempt.outcome"]) == ("ERROR", "timed_out")
+    [overran] = [s for s in spans if s["name"] == "woflo.attempt overruns"]  # (in-process)
+    assert (overran["status"], overran["attributes"]["woflo.attempt.outcome"]) == (
+        "ERROR",
+        "timed_out",
+    )
     [hung_run] = [s for s in spans if s["name"] == "woflo.run hangs"]
     assert hung_run["status"] == "ERROR"
     assert hung_run["attributes"]["woflo.run.state"] == "timed_out"

@@ -24,6 +24,7 @@ a traceback page. It binds to ``127.0.0.1`` unless told otherwise.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import urllib.parse
@@ -73,7 +74,7 @@ def _whole(query: dict[str, list[str]], name: str, default: int, low: int, high:
     text = _one(query, name)
     if text is None or text == "":
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise BadRequest(f"{name} takes a whole number from {low} to {high}, not {text!r}")
     return int(text)
 
@@ -172,14 +173,45 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(send_body=False)
 
     def _not_allowed(self) -> None:
+        self.close_connection = True  # (its body, unread, must not be taken for a request)
         self._send(405, {"error": "the dashboard is read-only: GET and HEAD only"}, True)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, an unknown method, a URL too
+        long) as JSON too."""
+        self.close_connection = True
+        if code == 501:  # (a method http.server does not know)
+            code, message = 405, "the dashboard is read-only: GET and HEAD only"
+        try:
+            body = {"error": message or HTTPStatus(code).phrase}
+            self._send(code, body, getattr(self, "command", "") != "HEAD")
+        except (OSError, ValueError):
+            pass
+
+    def _host_allowed(self) -> bool:
+        """On a loopback address, only requests naming this machine: a web page whose name
+        was rebound to 127.0.0.1 (DNS rebinding) must not read the history."""
+        if not self.server.loopback:  # type: ignore[attr-defined]
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            name = host[1 : host.find("]")] if "]" in host else host
+        else:
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in ("127.0.0.1", "localhost", "::1") or name.startswith("127.")
 
     def _respond(self, *, send_body: bool) -> None:
         from woflo import history
 
         try:
+            if not self._host_allowed():
+                self.close_connection = True
+                self._send(
+                    403, {"error": "this dashboard answers to 127.0.0.1 and localhost"}, send_body
+                )
+                return
             split = urllib.parse.urlsplit(self.path)
             path = split.path
             if path in _STATIC:
@@ -233,12 +265,26 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     verbose = False
+    loopback = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
     """A server of the dashboard bound to ``host:port`` (``port=0``: a free one), not yet
     serving: call ``serve_forever()`` (and ``shutdown()``), or use :func:`serve`."""
-    return _Server((host, port), _Handler)
+    import ipaddress
+
+    bare = host.strip("[]")
+    kind = _Server6 if ":" in bare else _Server
+    server = kind((bare, port), _Handler)
+    try:
+        server.loopback = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        server.loopback = False
+    return server
 
 
 def serve(

@@ -47,6 +47,7 @@ class _State:
         self.shipped: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self.made_here: set[tuple[str, int]] = set()
         self.started: dict[tuple[str, int], int] = {}  # attempt -> its start, in ns
+        self.open_attempts: dict[tuple[str, int], Any] = {}  # made here, ended at its end
         self.tracer: Any = None
 
 
@@ -130,6 +131,8 @@ class _RunHooks:
         if span is None:
             return None
         context = span.get_span_context()
+        if not context.is_valid:  # (a provider that records nothing: nothing to carry)
+            return None
         return {"otel": (context.trace_id, context.span_id, int(context.trace_flags))}
 
     @hookimpl
@@ -159,6 +162,10 @@ class _RunHooks:
             made_here = key in state.made_here
             state.made_here.discard(key)
             started = state.started.pop(key, None)
+            open_here = state.open_attempts.pop(key, None)
+        if open_here is not None:  # (made in this process: ended with the final outcome, a
+            _ship.end_attempt(open_here, outcome)  # timeout the core decided included)
+            return
         if made_here:
             return
         _ship.replay(
@@ -194,7 +201,10 @@ def woflo_forwarded_log(message: dict[str, Any]) -> bool | None:
     key = (message["run_id"], message["attempt"])
     with _state.lock:
         if message["run_id"] in _state.runs:
-            _state.shipped.setdefault(key, []).append(message["span"])
+            if message.get("made_here"):  # (exported by the worker's own provider)
+                _state.made_here.add(key)
+            else:
+                _state.shipped.setdefault(key, []).append(message["span"])
     return True
 
 
@@ -216,15 +226,22 @@ def woflo_execute_attempt(call: TaskCall) -> Generator[None, Outcome, Outcome]:
         span = None
     if span is None:
         return (yield)
-    if here:  # (made where its run's span is: nothing to make again when it ends)
+    in_caller = here and remote.log_context() is None
+    key = (call.run_id, call.attempt)
+    if in_caller:  # (its run's span is here: it ends with the attempt's final outcome)
         with _state.lock:
-            _state.made_here.add((call.run_id, call.attempt))
+            _state.open_attempts[key] = span
+    elif here:  # (a worker with a provider of its own exports it: none to make again)
+        remote.forward_log(
+            {remote.FORWARDED: SPAN_MESSAGE, "run_id": key[0], "attempt": key[1], "made_here": True}
+        )
     from opentelemetry import trace
 
     with trace.use_span(span, end_on_exit=False, record_exception=False):
         outcome = yield
-    try:
-        _ship.end_attempt(span, outcome)
-    except Exception:
-        pass
+    if not in_caller:
+        try:
+            _ship.end_attempt(span, outcome)
+        except Exception:
+            pass
     return outcome

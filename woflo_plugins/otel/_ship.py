@@ -15,7 +15,9 @@ SPAN_MESSAGE = "woflo.otel.span"
 """The kind (``message[woflo.remote.FORWARDED]``) of a span shipped from a worker."""
 
 _installed: list[Any] = []  # [the provider this module set up in a worker]
-_current: list[tuple[str, int]] = [("", 0)]  # the attempt executing in this worker
+_owners: dict[int, tuple[str, int]] = {}
+"""Span id -> the (run id, attempt) whose attempt span it descends from, for each span open in
+this worker: several attempts may run at once (Dask threads), and a thread may outlive its."""
 
 
 def is_ours(provider: Any) -> bool:
@@ -47,14 +49,24 @@ class _Shipper:
     """A span processor that sends each ended span to the caller, with the attempt's logs."""
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        pass
+        attributes = span.attributes or {}
+        attempt = attributes.get("woflo.attempt.number")
+        if attempt is not None and "woflo.run.id" in attributes:
+            owner: tuple[str, int] | None = (attributes["woflo.run.id"], attempt)
+        else:
+            parent = span.parent
+            owner = _owners.get(parent.span_id) if parent is not None else None
+        if owner is not None:
+            _owners[span.get_span_context().span_id] = owner
 
     def on_end(self, span: Any) -> None:
-        run_id, attempt = _current[0]
-        if not run_id:
-            return
-        parent = span.parent
         context = span.get_span_context()
+        owner = _owners.pop(context.span_id, None)
+        if owner is None:  # (not made under an attempt of woflo's)
+            return
+        run_id, attempt = owner
+        parent = span.parent
+        scope = span.instrumentation_scope
         remote.forward_log(
             {
                 remote.FORWARDED: SPAN_MESSAGE,
@@ -62,6 +74,7 @@ class _Shipper:
                 "attempt": attempt,
                 "span": {
                     "name": span.name,
+                    "scope": (scope.name, scope.version) if scope is not None else ("", None),
                     "span_id": context.span_id,
                     "parent_id": parent.span_id if parent is not None else None,
                     "kind": span.kind.name,
@@ -100,7 +113,6 @@ def start_attempt(tracer: Any, parent: tuple[int, int, int], call: TaskCall) -> 
     remote_parent = trace.NonRecordingSpan(
         trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(flags))
     )
-    _current[0] = (call.run_id, call.attempt)
     return tracer.start_span(
         f"woflo.attempt {call.task_name}",
         context=trace.set_span_in_context(remote_parent),
@@ -117,7 +129,6 @@ def end_attempt(span: Any, outcome: Outcome) -> None:
     """Say how the attempt ended on its span, and end it."""
     _outcome(span, outcome.error)
     span.end()
-    _current[0] = ("", 0)
 
 
 def _outcome(span: Any, error: BaseException | None) -> None:
@@ -164,6 +175,16 @@ def replay(
         None,
     )
     made: dict[int, Any] = {}
+    scoped: dict[tuple[str, str | None], Any] = {}
+
+    def tracer_of(data: dict[str, Any]) -> Any:  # (each span under its own scope's tracer)
+        name, version = data.get("scope") or ("", None)
+        if not name or name == "woflo":
+            return tracer
+        if (name, version) not in scoped:
+            scoped[name, version] = trace.get_tracer_provider().get_tracer(name, version)
+        return scoped[name, version]
+
     if root is not None:
         attempt_span = _make(tracer, root, run_span)
         made[root["span_id"]] = attempt_span
@@ -190,14 +211,14 @@ def replay(
         for data in rest:
             parent = data["parent_id"]
             if parent in made:
-                made[data["span_id"]] = _make(tracer, data, made[parent])
+                made[data["span_id"]] = _make(tracer_of(data), data, made[parent])
             elif parent in known:
                 waiting.append(data)  # (its parent is made first)
             else:  # (its parent never came back: under the attempt)
-                made[data["span_id"]] = _make(tracer, data, attempt_span)
+                made[data["span_id"]] = _make(tracer_of(data), data, attempt_span)
         if len(waiting) == len(rest):  # (a cycle cannot happen; never loop forever)
             for data in waiting:
-                made[data["span_id"]] = _make(tracer, data, attempt_span)
+                made[data["span_id"]] = _make(tracer_of(data), data, attempt_span)
             break
         rest = waiting
         known = {s["span_id"] for s in rest}

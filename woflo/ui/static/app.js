@@ -194,6 +194,7 @@ function applyFilter(name, value, filters) {
 
 function scheduleRefresh(refresh) {
   document.getElementById("live").classList.remove("off");
+  clearInterval(refreshTimer);  // (a view that draws itself again schedules once, not twice)
   const mine = generation;
   refreshTimer = setInterval(() => {
     if (document.hidden || mine !== generation) return;
@@ -220,7 +221,7 @@ async function runView(runId) {
     el("dt", { text: "upstream" }), el("dd", { id: "upstream" }, links(run.upstream)),
     el("dt", { text: "downstream" }), el("dd", { id: "downstream" }, links(run.downstream)),
     el("dt", { text: "program" }), el("dd", {}, run.program ? el("a", {
-      href: `#/programs/${encodeURIComponent(run.program.program_id)}`,
+      href: `#/programs/${encodeURIComponent(run.program.id)}`,
       text: `${(run.program.argv || []).join(" ")} (pid ${run.program.pid} on ${run.program.host})`,
     }) : ""));
   const attempts = el("table", { id: "attempts" },
@@ -266,8 +267,9 @@ async function timelineView(programId) {
   const mine = generation;
   const data = await api(`/api/programs/${encodeURIComponent(programId)}/timeline`);
   const runsById = new Map(data.runs.map((r) => [r.run_id, r]));
-  const times = data.runs.flatMap((r) => [r.created_at, r.ended_at]).filter((t) => t !== null)
-    .concat(data.attempts.map((a) => a.started_at + (a.duration || 0)));
+  const now = Date.now() / 1000;
+  const times = data.runs.flatMap((r) => [r.created_at, r.ended_at ?? now])
+    .concat(data.attempts.map((a) => (a.started_at ?? now) + (a.duration ?? now - a.started_at)));
   const origin = Math.min(data.started_at, ...data.runs.map((r) => r.created_at));
   const span = Math.max(1e-3, Math.max(...times, origin) - origin);
   const lanes = [...new Set(data.attempts.map((a) => a.pid ?? "?"))].sort((a, b) => a - b);
@@ -345,9 +347,11 @@ async function timelineView(programId) {
   for (const run of data.runs) {
     const row = summary.get(run.task) || { task: run.task, runs: 0, attempts: 0, total: 0,
       max: 0, states: {} };
-    const spent = run.ended_at !== null ? run.ended_at - run.created_at : 0;
-    row.runs += 1; row.attempts += run.attempts; row.total += spent;
-    row.max = Math.max(row.max, spent);
+    row.runs += 1; row.attempts += run.attempts;
+    if (run.ended_at !== null) {  // (durations of the runs that ended)
+      const spent = run.ended_at - run.created_at;
+      row.ended = (row.ended || 0) + 1; row.total += spent; row.max = Math.max(row.max, spent);
+    }
     row.states[run.state] = (row.states[run.state] || 0) + 1;
     summary.set(run.task, row);
   }
@@ -359,7 +363,7 @@ async function timelineView(programId) {
       el("td", { class: "num", text: r.attempts }),
       el("td", {}, Object.entries(r.states).map(([s, n]) => [stateBadge(s), ` ${n} `])),
       el("td", { class: "num", text: duration(r.total) }),
-      el("td", { class: "num", text: duration(r.total / r.runs) }),
+      el("td", { class: "num", text: r.ended ? duration(r.total / r.ended) : "" }),
       el("td", { class: "num", text: duration(r.max) })))));
   show(mine, el("h1", {}, "Timeline of program ", el("span", { class: "mono", text: programId })),
     el("p", { class: "muted" }, `${data.runs.length} runs, ${data.attempts.length} attempts, ` +
@@ -379,8 +383,8 @@ async function route() {
   generation += 1;
   document.body.dataset.rendered = "";
   const [path, query] = (location.hash.slice(1) || "/runs").split("?");
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   try {
+    const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
     if (parts[0] === "runs" && parts.length === 2) await runView(parts[1]);
     else if (parts[0] === "programs" && parts.length === 2) await timelineView(parts[1]);
     else if (parts[0] === "programs") await programsView();
