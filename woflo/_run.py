@@ -92,6 +92,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
         self._pid: int | None = None
         self._cached = False
+        self._ender = 0  # (the thread that ended it: its run_finished hooks run there)
         self._upstream: tuple[BaseTaskRun[Any], ...] = ()
 
     # ---- using a run -------------------------------------------------------------------------
@@ -385,7 +386,15 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
             report_hook_error(self, f"{type(self).__name__}.kill_attempt", exc)
 
     def _wait_outcome(self, timeout: float | None) -> Outcome:
-        if self._outcome is None and not self._done.wait(wait_seconds(timeout)):
+        # Final once its run_finished hooks ran, as is_running() and wait() say; except on the
+        # thread ending it (a hook asking for the value), and when only hooks are left at the
+        # timeout: the outcome is known, so it is the answer.
+        if (
+            not self._done.is_set()
+            and (self._outcome is None or self._ender != threading.get_ident())
+            and not self._done.wait(wait_seconds(timeout))
+            and self._outcome is None
+        ):
             raise WaitTimeout(
                 f"run {self.run_id} of task {self.task.name!r} is still {self._state.value} "
                 f"after {timeout} s; it goes on (call get_result() again, or stop() it)"
@@ -401,6 +410,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
                 return
             self._cached = cached
             self._state = state
+            self._ender = threading.get_ident()
             self._outcome = outcome
             self._ended = time.monotonic()
         self._hooks.run_finished(self)

@@ -236,8 +236,9 @@ def test_the_run_page_shows_attempts_tracebacks_and_links(
     upstream[0].click()  # to the upstream run, whose downstream is the combined one
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, WAIT).until(
-        lambda driver: combined["run_id"] in driver.find_element(By.ID, "downstream").text
+    downstream = "return document.getElementById('downstream')?.textContent || ''"
+    WebDriverWait(browser, WAIT).until(  # (read at once: the page is being drawn again)
+        lambda driver: combined["run_id"] in driver.execute_script(downstream)
     )
 
 
@@ -282,7 +283,9 @@ def test_no_history_yet_says_how_runs_get_recorded_then_shows_them_live(
     dashboard = Dashboard(home)
     try:
         _open(browser, dashboard.url, "empty")
-        text = browser.find_element(By.ID, "empty").text
+        text = browser.execute_script(  # (read at once: it looks again every 2 s)
+            "return document.getElementById('empty').innerText"
+        )
         assert "No runs recorded yet" in text
         assert "WOFLO_HISTORY=off" in text
         assert str(home) in text

@@ -465,3 +465,36 @@ def test_run_finished_fires_before_waiters_are_woken(plugins: PluginSystem) -> N
     run = task(runner=SequentialTaskRun)(lambda: 1)()
     assert seen == [(True, False, "completed", None)]
     assert not run.is_running()
+
+
+def test_get_result_returns_once_the_run_is_final_as_is_running_says(
+    plugins: PluginSystem,
+) -> None:
+    """The value is known before the run_finished hooks ran; a caller gets it only once they
+    did (so is_running() is False after get_result()), unless it only waits for them past its
+    timeout; a hook itself gets it at once."""
+    from tests.woflo_plugins.multiprocess._support import add
+
+    entered, release, got = threading.Event(), threading.Event(), threading.Event()
+    seen_by_hook: list[Any] = []
+
+    class Slow:
+        @hookimpl
+        def woflo_run_finished(self, run: Any) -> None:
+            seen_by_hook.append(run.get_result())  # (on the thread ending it: no wait)
+            entered.set()
+            release.wait(30)
+
+    plugins.add(Slow(), name="slow")
+    run = task(name="add")(add.fn)(1, 2)  # (decorated now: with this plugin system)
+    assert entered.wait(30)
+    assert run.get_result(timeout=0.01) == 3  # (only hooks left at its timeout: the value)
+    waiter = threading.Thread(target=lambda: (run.get_result(), got.set()))
+    waiter.start()
+    assert not got.wait(0.2)  # it waits for the hooks
+    assert run.is_running()
+    release.set()
+    assert got.wait(30)
+    waiter.join(30)
+    assert not run.is_running()
+    assert seen_by_hook == [3]
