@@ -4,7 +4,6 @@ the multiprocess runner, and against ``joblib.Memory`` for the same function and
 from __future__ import annotations
 
 import importlib.util
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,34 +19,25 @@ System = Callable[[], float]
 def hit_cost(n: int, skipped: dict[str, str]) -> dict[str, System]:
     """Seconds per call: ``n`` calls of a cached no-op that all hit (each waits for its value),
     ``n`` no-op runs executed one at a time on the multiprocess runner, ``n`` joblib hits."""
+    from _woflo import woflo_home
+
     import woflo_plugins.cache as caching
 
     home = tempfile.mkdtemp(prefix="woflo-bench-cache-")
-    saved = os.environ.get("WOFLO_HOME")
-    os.environ["WOFLO_HOME"] = home
-    cached = woflo.task(cache=True, name="bench_cached_noop")(noop)
-    plain = woflo.task(name="bench_noop")(noop)
-    cached(7).get_result()
-    plain(7).get_result()
-    caching.flush(30)
-    if saved is None:
-        os.environ.pop("WOFLO_HOME", None)
-    else:
-        os.environ["WOFLO_HOME"] = saved
+    with woflo_home(home):
+        cached = woflo.task(cache=True, name="bench_cached_noop")(noop)
+        plain = woflo.task(name="bench_noop")(noop)
+        cached(7).get_result()
+        plain(7).get_result()
+        caching.flush(30)
 
     def calls(t: Any) -> System:
         def measure() -> float:
-            os.environ["WOFLO_HOME"] = home
-            try:
+            with woflo_home(home):
                 start = time.perf_counter()
                 for _ in range(n):
                     t(7).get_result()
                 return (time.perf_counter() - start) / n
-            finally:
-                if saved is None:
-                    os.environ.pop("WOFLO_HOME", None)
-                else:
-                    os.environ["WOFLO_HOME"] = saved
 
         return measure
 

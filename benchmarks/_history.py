@@ -3,7 +3,6 @@ store's size per run, and ``woflo runs`` on a 1,000,000-run database."""
 
 from __future__ import annotations
 
-import os
 import random
 import tempfile
 import time
@@ -21,30 +20,12 @@ System = Callable[[], float]
 def recording_cost(n_pool: int, n_sequential: int) -> dict[str, System]:
     """Per call (seconds), history on and off: multiprocess runs submitted then collected,
     sequential runs one after another (each measure flushes what it recorded)."""
+    from _woflo import noop_task, submitted_then_collected
+
     import woflo_plugins.history as recording
-    from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
-
-    get_plugin_system()
-
-    def make(runner: str, disabled: list[str]) -> Any:
-        previous = set_plugin_system(PluginSystem.from_entry_points(disabled=disabled))
-        try:
-            return woflo.task(runner=runner)(noop)
-        finally:
-            set_plugin_system(previous)
 
     def batch(t: Any, n: int) -> System:
-        t(0).get_result()
-
-        def measure() -> float:
-            start = time.perf_counter()
-            for run in [t(i) for i in range(n)]:
-                run.get_result()
-            spent = (time.perf_counter() - start) / n
-            recording.flush(30)
-            return spent
-
-        return measure
+        return submitted_then_collected(t, n, after=lambda: recording.flush(30))
 
     def one_by_one(t: Any, n: int) -> System:
         def measure() -> float:
@@ -58,22 +39,21 @@ def recording_cost(n_pool: int, n_sequential: int) -> dict[str, System]:
         return measure
 
     return {
-        "multiprocess, history on": batch(make("multiprocess", []), n_pool),
-        "multiprocess, history off": batch(make("multiprocess", ["history"]), n_pool),
-        "sequential, history on": one_by_one(make("sequential", []), n_sequential),
-        "sequential, history off": one_by_one(make("sequential", ["history"]), n_sequential),
+        "multiprocess, history on": batch(noop_task("multiprocess", []), n_pool),
+        "multiprocess, history off": batch(noop_task("multiprocess", ["history"]), n_pool),
+        "sequential, history on": one_by_one(noop_task("sequential", []), n_sequential),
+        "sequential, history off": one_by_one(noop_task("sequential", ["history"]), n_sequential),
     }
 
 
 def store_size(n: int) -> dict[str, System]:
     """Bytes of database (with its WAL) per recorded run, for ``n`` completed runs."""
+    from _woflo import woflo_home
+
     import woflo_plugins.history as recording
-    from woflo import history
 
     def measure() -> float:
-        with tempfile.TemporaryDirectory() as home:
-            saved = os.environ.get(history.HOME_ENV)
-            os.environ[history.HOME_ENV] = home
+        with tempfile.TemporaryDirectory() as home, woflo_home(home):
             recording.reset()
             try:
                 t = woflo.task(runner="sequential")(noop)
@@ -82,11 +62,6 @@ def store_size(n: int) -> dict[str, System]:
                 recording.flush(60)
                 size = sum(p.stat().st_size for p in Path(home).glob("history.sqlite3*"))
             finally:
-                recording.reset()
-                if saved is None:
-                    os.environ.pop(history.HOME_ENV, None)
-                else:
-                    os.environ[history.HOME_ENV] = saved
                 recording.reset()
         return size / n
 

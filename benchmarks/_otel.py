@@ -4,13 +4,8 @@ multiprocess runner, with the SDK configured (a batch processor to an exporter t
 from __future__ import annotations
 
 import importlib.util
-import time
 from collections.abc import Callable
 from typing import Any
-
-from _tasks import noop
-
-import woflo
 
 System = Callable[[], float]
 
@@ -32,26 +27,11 @@ def span_cost(n: int, skipped: dict[str, str]) -> dict[str, System]:
         provider = TracerProvider()
         provider.add_span_processor(BatchSpanProcessor(Drop()))
         trace.set_tracer_provider(provider)
-    from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
+    from _woflo import noop_task, submitted_then_collected
 
-    get_plugin_system()
-
-    def make(disabled: list[str]) -> Any:
-        previous = set_plugin_system(PluginSystem.from_entry_points(disabled=disabled))
-        try:
-            return woflo.task(runner="multiprocess")(noop)
-        finally:
-            set_plugin_system(previous)
-
-    def batch(t: Any) -> System:
-        t(0).get_result()
-
-        def measure() -> float:
-            start = time.perf_counter()
-            for run in [t(i) for i in range(n)]:
-                run.get_result()
-            return (time.perf_counter() - start) / n
-
-        return measure
-
-    return {"spans on": batch(make([])), "spans off (otel disabled)": batch(make(["otel"]))}
+    return {
+        "spans on": submitted_then_collected(noop_task("multiprocess", []), n),
+        "spans off (otel disabled)": submitted_then_collected(
+            noop_task("multiprocess", ["otel"]), n
+        ),
+    }

@@ -416,16 +416,7 @@ def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
 
 def logging_cost(systems: Systems, n: int) -> dict[str, System]:
     """What the logging plugin adds at the default level: per call, seconds."""
-    from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
-
-    def make(runner: str, disabled: list[str]) -> Callable[[], Any]:
-        previous = set_plugin_system(PluginSystem.from_entry_points(disabled=disabled))
-        try:
-            return woflo.task(runner=runner)(noop)
-        finally:
-            set_plugin_system(previous)
-
-    get_plugin_system()
+    from _woflo import noop_task, submitted_then_collected
 
     def one_by_one(t: Any, count: int) -> System:
         def run() -> float:
@@ -436,22 +427,13 @@ def logging_cost(systems: Systems, n: int) -> dict[str, System]:
 
         return run
 
-    def batch(t: Any, count: int) -> System:
-        t(0).get_result()  # warm: every worker it will use has the task
-
-        def run() -> float:
-            start = time.perf_counter()
-            for r in [t(i) for i in range(count)]:
-                r.get_result()
-            return (time.perf_counter() - start) / count
-
-        return run
+    batch = submitted_then_collected
 
     return {
-        "woflo sequential, logging on": one_by_one(make("sequential", []), n * 10),
-        "woflo sequential, logging off": one_by_one(make("sequential", ["logging"]), n * 10),
-        "woflo multiprocess, logging on": batch(make("multiprocess", []), n),
-        "woflo multiprocess, logging off": batch(make("multiprocess", ["logging"]), n),
+        "woflo sequential, logging on": one_by_one(noop_task("sequential", []), n * 10),
+        "woflo sequential, logging off": one_by_one(noop_task("sequential", ["logging"]), n * 10),
+        "woflo multiprocess, logging on": batch(noop_task("multiprocess", []), n),
+        "woflo multiprocess, logging off": batch(noop_task("multiprocess", ["logging"]), n),
     }
 
 

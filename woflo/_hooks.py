@@ -74,11 +74,7 @@ class Hooks:
         """Call each implementation of ``caller`` (newest registered first, as pluggy does)
         with ``args`` (the hook's arguments in the specification's order), each on its own:
         a failure is reported on the run (``args[0]``) and the next one is called."""
-        impls = caller.get_hookimpls()
-        plan = self._plans.get(caller.name)
-        if plan is None or plan[0] != impls:  # (plugins registered or removed since)
-            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
-        for function, width, picks, impl in plan[1]:
+        for function, width, picks, impl in self._plan_of(caller, caller.get_hookimpls()):
             try:
                 if picks is None:  # the arguments it takes are a prefix of the spec's
                     function(*args[:width])
@@ -89,6 +85,14 @@ class Hooks:
 
     # ---- decisions ---------------------------------------------------------------------------
 
+    def _plan_of(self, caller: Any, impls: list[Any]) -> list[Any]:
+        """How to call ``caller``'s implementations (made again when plugins were registered
+        or removed since)."""
+        plan = self._plans.get(caller.name)
+        if plan is None or plan[0] != impls:
+            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
+        return plan[1]
+
     def attempt_context(self, run: BaseTaskRun[Any], attempt: int) -> Mapping[str, Any]:
         """The merged ``woflo_attempt_context`` of every plugin (empty when none gives any);
         a failing implementation is reported and left out."""
@@ -96,12 +100,9 @@ class Hooks:
         impls = caller.get_hookimpls()
         if not impls:
             return _EMPTY
-        plan = self._plans.get(caller.name)
-        if plan is None or plan[0] != impls:
-            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
         merged: dict[str, Any] | None = None
         args = (run, attempt)
-        for function, width, picks, impl in plan[1]:
+        for function, width, picks, impl in self._plan_of(caller, impls):
             try:
                 given = (
                     function(*args[:width])

@@ -14,28 +14,13 @@ from woflo.errors import (
     OptionTypeError,
     OptionValueError,
     RemoteTraceback,
-    TaskCrashed,
     TaskStopped,
-    TaskTimeout,
-    UpstreamFailed,
-)
-
-_FINAL_STATE_FOR_ERROR: tuple[tuple[type[BaseException], RunState], ...] = (
-    (UpstreamFailed, RunState.UPSTREAM_FAILED),
-    (TaskStopped, RunState.STOPPED),
-    (TaskTimeout, RunState.TIMED_OUT),
-    (TaskCrashed, RunState.CRASHED),
 )
 
 
 def final_state(outcome: Outcome) -> RunState:
-    """The final state a run ends in with this last outcome."""
-    if outcome.error is None:
-        return RunState.COMPLETED
-    for kind, state in _FINAL_STATE_FOR_ERROR:
-        if isinstance(outcome.error, kind):
-            return state
-    return RunState.FAILED
+    """The final state a run ends in with this last outcome (:attr:`woflo.Outcome.state`)."""
+    return outcome.state
 
 
 def never_retried(error: BaseException) -> bool:

@@ -68,6 +68,25 @@ class Outcome:
         """Whether the attempt returned a value."""
         return self.error is None
 
+    @property
+    def state(self) -> RunState:
+        """The state a run ends in when this is its last outcome: how plugins name an
+        attempt's ending (``completed``, ``failed``, ``crashed``, ``timed_out``, ``stopped``)."""
+        error = self.error
+        if error is None:
+            return RunState.COMPLETED
+        from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout, UpstreamFailed
+
+        for kind, state in (
+            (UpstreamFailed, RunState.UPSTREAM_FAILED),
+            (TaskStopped, RunState.STOPPED),
+            (TaskTimeout, RunState.TIMED_OUT),
+            (TaskCrashed, RunState.CRASHED),
+        ):
+            if isinstance(error, kind):
+                return state
+        return RunState.FAILED
+
 
 @dataclass(frozen=True, slots=True)
 class TaskCall:

@@ -36,6 +36,7 @@ __all__ = [
     "CacheError",
     "clear",
     "directory",
+    "dumps",
     "entries",
     "load",
     "max_bytes",
@@ -204,15 +205,9 @@ def dumps(value: Any, task: str) -> bytes | None:
         return None
 
 
-def save(key: str, task: str, value: Any, expiration: float | None = None) -> bool:
-    """Store ``value`` for ``key`` (for ``expiration`` seconds; ``None``: until evicted);
-    whether it was stored. A value that cannot be pickled is skipped with a warning."""
-    data = dumps(value, task)
-    return data is not None and save_pickled(key, task, data, expiration)
-
-
-def save_pickled(key: str, task: str, data: bytes, expiration: float | None = None) -> bool:
-    """Store a value :func:`dumps` pickled; whether it was stored."""
+def save(key: str, task: str, data: bytes, expiration: float | None = None) -> bool:
+    """Store a value as :func:`dumps` pickled it, for ``key`` (for ``expiration`` seconds;
+    ``None``: until evicted); whether it was stored (a failure is a warning, never an error)."""
     try:
         index = _open()
         now = time.time()

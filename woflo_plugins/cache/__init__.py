@@ -18,10 +18,7 @@ value. ``cache_key=fn`` keys on ``fn(*args, **kwargs)`` instead.
 from __future__ import annotations
 
 import atexit
-import datetime
 import os
-import pickle
-import queue
 import sys
 import threading
 from typing import Any
@@ -29,9 +26,19 @@ from typing import Any
 from woflo import BaseTaskRun, Outcome, RunState, TaskOption, hookimpl
 from woflo.options import Validator, callable_or_none, invalid
 from woflo.plugins import background_thread
-from woflo_plugins.cache._key import CacheKeyError, default_key, user_key
 
 __all__ = ["FLUSH_AT_EXIT", "CacheKeyError", "flush"]
+# (keys, pickles, queues and dates are imported when a cached task first needs them: this
+# plugin loads in every program and worker, most of which cache nothing)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CacheKeyError":
+        from woflo_plugins.cache._key import CacheKeyError
+
+        return CacheKeyError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 FLUSH_AT_EXIT = 10.0
 """Seconds the exit waits, at most, for values being stored."""
@@ -52,6 +59,8 @@ _LONGEST = 10.0**10
 def _check_expiration(value: Any) -> float | None:
     if value is None:
         return None
+    import datetime
+
     if isinstance(value, datetime.timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -99,12 +108,15 @@ class _State:
         self.leaders: dict[str, BaseTaskRun[Any]] = {}  # key -> the run executing for it
         self.keys: dict[str, str] = {}  # run id -> key, for the runs that may store a value
         self.saving: dict[str, Any] = {}  # key -> value, until it is in the store
-        self.queue: queue.Queue[tuple[str, str, Any, float | None] | None] = queue.Queue()
+        self.queue: Any = None  # (a queue.Queue of values to store, made by start())
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
         with self.lock:
             if self.thread is None:
+                import queue
+
+                self.queue = queue.Queue()
                 self.thread = background_thread(self._save_forever, "woflo-cache")
                 self.thread.start()
                 atexit.register(self.flush, FLUSH_AT_EXIT)
@@ -121,13 +133,12 @@ class _State:
 
         while True:
             item = self.queue.get()
-            assert item is not None
             key, task, value, expiration = item
             if not key:
                 value.set()
                 continue
             try:
-                cache.save_pickled(key, task, value, expiration)
+                cache.save(key, task, value, expiration)
             except Exception as exc:  # (never the end of this thread)
                 print(f"woflo: cannot store a value in the cache: {exc!r}", file=sys.stderr)
             finally:
@@ -166,6 +177,10 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
     options = task.options
     if not _cached(options):
         return None
+    import pickle
+
+    from woflo_plugins.cache._key import default_key, user_key
+
     key_fn = options.get("cache_key")
     args, kwargs = run.args, dict(run.kwargs)
     if key_fn is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from woflo import Outcome
+
 __all__ = [
     "CREATED",
     "ENDED",
@@ -124,7 +126,7 @@ def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int,
                     attempt,
                     started_at,
                     duration,
-                    outcome_of(error),
+                    Outcome(error=error).state.value,
                     kind,
                     message,
                     traceback_text(error),
@@ -196,12 +198,3 @@ def traceback_text(error: BaseException | None) -> str | None:
     import traceback
 
     return "".join(traceback.format_exception(error))[-20000:]
-
-
-def outcome_of(error: BaseException) -> str:
-    from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout
-
-    for kind, name in ((TaskStopped, "stopped"), (TaskTimeout, "timed_out")):
-        if isinstance(error, kind):
-            return name
-    return "crashed" if isinstance(error, TaskCrashed) else "failed"

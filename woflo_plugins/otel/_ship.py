@@ -137,15 +137,7 @@ def _outcome(span: Any, error: BaseException | None) -> None:
     if error is None:
         span.set_attribute("woflo.attempt.outcome", "completed")
         return
-    from woflo.errors import TaskCrashed, TaskStopped, TaskTimeout
-
-    kind = "failed"
-    for error_type, name in ((TaskStopped, "stopped"), (TaskTimeout, "timed_out")):
-        if isinstance(error, error_type):
-            kind = name
-    if isinstance(error, TaskCrashed):
-        kind = "crashed"
-    span.set_attribute("woflo.attempt.outcome", kind)
+    span.set_attribute("woflo.attempt.outcome", Outcome(error=error).state.value)
     span.record_exception(error)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
