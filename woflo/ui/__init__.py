@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 
+from woflo._types import RunState
+
 __all__ = ["DEFAULT_PORT", "BadRequest", "make_server", "serve"]
 
 DEFAULT_PORT = 8471
@@ -43,18 +45,8 @@ _STATIC = {
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 """Every file the server sends, by path: no other path reaches the file system."""
-_STATES = {
-    "pending",
-    "running",
-    "awaiting_retry",
-    "completed",
-    "cached",
-    "failed",
-    "crashed",
-    "timed_out",
-    "stopped",
-    "upstream_failed",
-}
+_STATES = {state.value for state in RunState} | {"cached"}
+"""What ``state`` may ask for: every run state, and ``cached`` (as the history records it)."""
 
 
 class BadRequest(ValueError):
