@@ -74,9 +74,12 @@ class Hooks:
         """Call each implementation of ``caller`` (newest registered first, as pluggy does)
         with ``args`` (the hook's arguments in the specification's order), each on its own:
         a failure is reported on the run (``args[0]``) and the next one is called."""
+        whole = len(args)
         for function, width, picks, impl in self._plan_of(caller, caller.get_hookimpls()):
             try:
-                if picks is None:  # the arguments it takes are a prefix of the spec's
+                if width == whole:  # (the common case: it takes them all)
+                    function(*args)
+                elif picks is None:  # the arguments it takes are a prefix of the spec's
                     function(*args[:width])
                 else:
                     function(*[args[i] for i in picks])

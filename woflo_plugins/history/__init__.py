@@ -11,7 +11,9 @@ written (an unwritable or full disk, a corrupt file, a lock held too long), wofl
 stderr and the runs go on. The writer keeps a run's creation and an attempt's start back for
 up to :data:`HOLD` seconds: a run that ends meanwhile (nearly all do) is then one insert of
 one row, and its attempt another, instead of inserts and updates of each index. At exit the
-queue is flushed, for at most :data:`FLUSH_AT_EXIT` seconds; after a SIGKILL the batch being
+queue is flushed, for at most :data:`FLUSH_AT_EXIT` seconds. While the program keeps calling
+tasks, a batch gathers until a pause in its events or for :data:`MAX_DELAY` seconds, so that
+writes do not compete with the runs for the process; after a SIGKILL the batch being
 gathered is lost, and the runs created within :data:`HOLD` seconds that had not ended. Old
 runs are pruned in the background: beyond ``WOFLO_HISTORY_DAYS`` days (default 30) or the
 newest ``WOFLO_HISTORY_MAX_RUNS`` (default 1,000,000).
@@ -26,9 +28,10 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-from woflo import BaseTaskRun, Outcome, hookimpl
+from woflo import BaseTaskRun, Outcome, RunState, hookimpl
 from woflo.options import from_env, number, whole_number
 from woflo.plugins import background_thread
 from woflo_plugins.history import _store as store
@@ -42,13 +45,21 @@ MAX_RUNS_ENV = "WOFLO_HISTORY_MAX_RUNS"
 FLUSH_AT_EXIT = 5.0
 """Seconds the exit waits, at most, for the queue to be written."""
 BATCH_WINDOW = 0.02
-"""Seconds the writer gathers events after the first one of a batch."""
+"""Seconds the writer gathers events after the first one of a batch; it goes on gathering
+while more keep coming (the runs go first), until a pause this long, :data:`MAX_DELAY`
+seconds or :data:`MAX_EVENTS` events."""
+MAX_DELAY = 1.0
+"""Seconds an event waits, at most, before its batch is written (while the program keeps
+calling tasks: the runs are not slowed by writes meanwhile)."""
+MAX_EVENTS = 100_000
+"""Events gathered, at most, before their batch is written (bounds the memory they take)."""
 HOLD = 1.0
 """Seconds the writer keeps a run's creation (an attempt's start) back, waiting for its end:
 most runs are then written once, as one row, instead of inserted and then updated."""
 PRUNE_EVERY = 10_000
 """Runs written between two prunings."""
 
+_COMPLETED = RunState.COMPLETED
 _SWITCH = {"on": True, "1": True, "true": True, "yes": True, "": True}
 _SWITCH |= {"off": False, "0": False, "false": False, "no": False}
 
@@ -86,14 +97,18 @@ class _Recorder:
         self.held_created: dict[str, tuple[float, tuple[Any, ...]]] = {}
         self.held_started: dict[tuple[str, int], tuple[float, tuple[Any, ...]]] = {}
 
-    def put(self, kind: int, row: tuple[Any, ...]) -> None:
+    def rouse(self) -> None:
+        """After an event was queued with the writer gathering none: wake it (started at the
+        program's first event; when recording is off, every later event is dropped at once)."""
         if self.thread is None and not self._first():
+            _bind(None)
+            for queue in self.queues:
+                queue.clear()
+            self.awake = True  # (never asked again)
             return
-        self.queues[kind].append(row)
-        if not self.awake:
-            self.awake = True
-            self.idle.clear()
-            self.wake.set()
+        self.awake = True
+        self.idle.clear()
+        self.wake.set()
 
     def _first(self) -> bool:
         """Whether to record at all (read at the first run: a worker never records); the
@@ -142,7 +157,7 @@ class _Recorder:
         assert program is not None  # (set before the thread starts)
         while True:
             self.wake.wait(HOLD if self.held_created or self.held_started else None)
-            time.sleep(BATCH_WINDOW)  # gather a batch (not a wait for anything)
+            self._gathering()
             self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
             self.awake = False
             draining, self.draining = self.draining, False  # (a flush asked up to now)
@@ -177,6 +192,20 @@ class _Recorder:
             if not self.retry and not any(self.queues) and not self.held():
                 self.idle.set()
 
+    def _gathering(self) -> None:
+        """Let a batch gather: while events keep coming, for up to :data:`MAX_DELAY` seconds,
+        so that a busy program's runs do not share their process with writes (sleeps on a
+        clock: the writer waits for no one's signal here)."""
+        queues = self.queues
+        until = time.monotonic() + MAX_DELAY
+        seen = -1
+        while not self.draining:
+            time.sleep(BATCH_WINDOW)
+            count = sum(map(len, queues))
+            if count == seen or count >= MAX_EVENTS or time.monotonic() >= until:
+                return
+            seen = count
+
     def held(self) -> bool:
         """Whether events wait in the writer for their run's (attempt's) end."""
         return bool(self.held_created or self.held_started)
@@ -193,7 +222,7 @@ class _Recorder:
         for _ in range(len(created)):  # (what is there now: producers go on meanwhile)
             row = created.popleft()
             held_created[row[0]] = (now, row)
-            if row[4]:  # (which runs fed it: written now, whether its creation waits or not)
+            if len(row) > 4:  # (which runs fed it: written now, held creation or not)
                 batch[LINKS].append((row[0], row[4]))
         for _ in range(len(started)):
             row = started.popleft()
@@ -259,7 +288,34 @@ def _setting(variable: str, validator: Any, default: Any) -> Any:
 _said: set[str] = set()
 
 
+def _ids(runs: tuple[BaseTaskRun[Any], ...]) -> tuple[str, ...]:
+    return tuple(run.run_id for run in runs)
+
+
+def _discard(row: tuple[Any, ...]) -> None:
+    """What the hooks put to when recording is off."""
+
+
+_Put = Callable[[tuple[Any, ...]], None]
+_put_created: _Put = _discard
+_put_started: _Put = _discard
+_put_finished: _Put = _discard
+_put_ended: _Put = _discard
+
+
+def _bind(recorder: _Recorder | None) -> None:
+    """Point the hooks at ``recorder``'s queues (``None``: at nothing, recording is off)."""
+    global _put_created, _put_started, _put_finished, _put_ended
+    if recorder is None:
+        _put_created = _put_started = _put_finished = _put_ended = _discard
+    else:
+        _put_created, _put_started, _put_finished, _put_ended = (
+            queue.append for queue in recorder.queues
+        )
+
+
 _recorder = _Recorder()
+_bind(_recorder)
 
 
 def flush(timeout: float | None = None) -> bool:
@@ -274,35 +330,54 @@ def reset() -> None:
     _recorder.flush(FLUSH_AT_EXIT)
     _recorder.enabled = False
     _recorder = _Recorder()
+    _bind(_recorder)
 
 
 def _forget_in_child() -> None:  # a fork of the caller is another program: its own writer
     global _recorder
     _recorder = _Recorder()
+    _bind(_recorder)
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
+# The hooks only queue tuples of plain values (a run kept in a queue would keep its result,
+# and be one more object for the garbage collector to look at, until written).
+
+
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
     upstream = run.upstream
-    links = tuple(u.run_id for u in upstream) if upstream else None
-    _recorder.put(CREATED, (run.run_id, run.task.name, run.name, time.time(), links))
+    if upstream:
+        _put_created((run.run_id, run.task.name, run.name, time.time(), _ids(upstream)))
+    else:
+        _put_created((run.run_id, run.task.name, run.name, time.time()))
+    if not _recorder.awake:
+        _recorder.rouse()
 
 
 @hookimpl
 def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
-    _recorder.put(STARTED, (run.run_id, attempt, time.time(), run.attempt_pid))
+    _put_started((run.run_id, attempt, time.time(), run.attempt_pid))
+    if not _recorder.awake:
+        _recorder.rouse()
 
 
 @hookimpl
 def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-    _recorder.put(FINISHED, (run.run_id, attempt, outcome.duration, outcome.error))
+    _put_finished((run.run_id, attempt, outcome.duration, outcome.error))
+    if not _recorder.awake:
+        _recorder.rouse()
 
 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
-    state = run.state if not run.cached else "cached"  # (completed with a cached value)
-    row = (run.run_id, run.task.name, run.name, state, run.attempts, time.time())
-    _recorder.put(ENDED, (*row, run.duration, run.exception()))
+    state = run.state
+    error = None if state is _COMPLETED else run.exception()
+    shown = state if not run.cached else "cached"  # (completed with a cached value)
+    _put_ended(
+        (run.run_id, run.task.name, run.name, shown, run.attempts, time.time(), run.duration, error)
+    )
+    if not _recorder.awake:
+        _recorder.rouse()

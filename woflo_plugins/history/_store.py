@@ -33,7 +33,8 @@ LINKS = 4  # (not a queue: rows made from CREATED's)
 """The kinds of event, each with its queue; the hooks put these rows (plain values, and a
 failure's error, turned into text by the writer):
 
-- CREATED (run_id, task, runner, created_at, upstream run ids or None)
+- CREATED (run_id, task, runner, created_at[, upstream run ids]); LINKS (run_id, upstream
+  run ids), made by the writer from CREATED rows
 - STARTED (run_id, attempt, started_at, pid)
 - FINISHED (run_id, attempt, duration, error)
 - ENDED (run_id, task, runner, state (a RunState, or "cached"), attempts, ended_at,
@@ -152,7 +153,7 @@ def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int,
     return {
         CREATED: [
             (run_id, program_id, task, runner, "pending", 0, created_at)
-            for run_id, task, runner, created_at, _links in created
+            for run_id, task, runner, created_at, *_ in created
             if run_id not in ended_ids
         ],
         LINKS: [(run_id, upstream) for run_id, ids in links for upstream in ids],
