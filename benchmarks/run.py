@@ -515,9 +515,11 @@ def memory(systems: Systems, n: int) -> dict[str, System]:
 
 def measure(workload: dict[str, System], rounds: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in workload}
-    for _ in range(rounds):
-        for name, fn in workload.items():
-            samples[name].append(fn())
+    names = list(workload)
+    for round_ in range(rounds):  # each round in another order: none is always first (the
+        turn = round_ % max(1, len(names))  # one after a pause, or another's clean-up)
+        for name in names[turn:] + names[:turn]:
+            samples[name].append(workload[name]())
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
