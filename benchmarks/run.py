@@ -20,9 +20,11 @@ import importlib.metadata
 import multiprocessing
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -698,6 +700,10 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     rounds = args.rounds or (1 if quick else 5)
     sizes = [10, 100] if quick else [10, 100, 1_000, 2_000, 10_000]
+    # woflo's history and cache of this run in a directory of its own: never the user's (whose
+    # history may hold a million runs, and whose cache would answer the benchmark's calls)
+    home = tempfile.mkdtemp(prefix="woflo-benchmarks-")
+    os.environ["WOFLO_HOME"] = home
     systems = Systems()
     try:
         systems.warm_up()
@@ -753,6 +759,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nworkloads run: {', '.join(dict.fromkeys(ran))}\nwrote {args.output}")
     finally:
         systems.close()
+        import woflo_plugins.history
+
+        woflo_plugins.history.flush(30)
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 
