@@ -701,9 +701,11 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if quick else 5)
     sizes = [10, 100] if quick else [10, 100, 1_000, 2_000, 10_000]
     # woflo's history and cache of this run in a directory of its own: never the user's (whose
-    # history may hold a million runs, and whose cache would answer the benchmark's calls)
+    # history may hold a million runs, and whose cache would answer the benchmark's calls);
+    # the workloads' own temporary files (a 1,000,000-run database, say) go there too, so that
+    # the end of the run removes them
     home = tempfile.mkdtemp(prefix="woflo-benchmarks-")
-    os.environ["WOFLO_HOME"] = home
+    os.environ["WOFLO_HOME"] = tempfile.tempdir = home
     systems = Systems()
     try:
         systems.warm_up()

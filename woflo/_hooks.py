@@ -74,13 +74,10 @@ class Hooks:
         """Call each implementation of ``caller`` (newest registered first, as pluggy does)
         with ``args`` (the hook's arguments in the specification's order), each on its own:
         a failure is reported on the run (``args[0]``) and the next one is called."""
-        whole = len(args)
-        for function, width, picks, impl in self._plan_of(caller, caller.get_hookimpls()):
+        for function, picks, impl in self._plan_of(caller, caller.get_hookimpls()):
             try:
-                if width == whole:  # (the common case: it takes them all)
+                if picks is None:  # (the common case: it takes every argument)
                     function(*args)
-                elif picks is None:  # the arguments it takes are a prefix of the spec's
-                    function(*args[:width])
                 else:
                     function(*[args[i] for i in picks])
             except Exception as exc:
@@ -105,13 +102,9 @@ class Hooks:
             return _EMPTY
         merged: dict[str, Any] | None = None
         args = (run, attempt)
-        for function, width, picks, impl in self._plan_of(caller, impls):
+        for function, picks, impl in self._plan_of(caller, impls):
             try:
-                given = (
-                    function(*args[:width])
-                    if picks is None
-                    else function(*[args[i] for i in picks])
-                )
+                given = function(*args) if picks is None else function(*[args[i] for i in picks])
                 if given is None:
                     continue
                 if not isinstance(given, dict):
@@ -201,17 +194,15 @@ class Hooks:
             return True
 
 
-def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, int, tuple[int, ...] | None, Any]]:
-    """How to call each implementation: its function, how many leading arguments it takes,
-    or (when it takes them in another order, or skips some) their positions."""
+def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, tuple[int, ...] | None, Any]]:
+    """How to call each implementation: its function, and ``None`` when it takes every one of
+    the specification's arguments, in order, else the positions of those it takes."""
     spec = tuple(caller.spec.argnames) if caller.spec is not None else ()
-    plan: list[tuple[Any, int, tuple[int, ...] | None, Any]] = []
+    plan: list[tuple[Any, tuple[int, ...] | None, Any]] = []
     for impl in reversed(impls):
         names = tuple(impl.argnames)
-        if names == spec[: len(names)]:
-            plan.append((impl.function, len(names), None, impl))
-        else:
-            plan.append((impl.function, 0, tuple(spec.index(name) for name in names), impl))
+        picks = None if names == spec else tuple(spec.index(name) for name in names)
+        plan.append((impl.function, picks, impl))
     return plan
 
 

@@ -1,5 +1,5 @@
-"""The core's rules, the same on every runner: the final state an outcome means, what is never
-retried, what a wait's timeout means, and run ids."""
+"""The core's rules, the same on every runner: what is never retried, what a wait's timeout
+means, and run ids (the final state an outcome means is :attr:`woflo.Outcome.state`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import threading
 import time
 
-from woflo._types import Outcome, RunState
 from woflo.errors import (
     CalledDuringImport,
     OptionTypeError,
@@ -16,11 +15,6 @@ from woflo.errors import (
     RemoteTraceback,
     TaskStopped,
 )
-
-
-def final_state(outcome: Outcome) -> RunState:
-    """The final state a run ends in with this last outcome (:attr:`woflo.Outcome.state`)."""
-    return outcome.state
 
 
 def never_retried(error: BaseException) -> bool:

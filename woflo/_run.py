@@ -28,7 +28,7 @@ from woflo._exit import live_runs
 from woflo._hooks import report_hook_error
 from woflo._interface import RunnerMethods
 from woflo._renamed import Renamed
-from woflo._rules import final_state, never_retried, new_run_id, wait_seconds
+from woflo._rules import never_retried, new_run_id, wait_seconds
 from woflo._scheduler import TimerHandle, scheduler
 from woflo._shortcut import take
 from woflo._types import Outcome, RunState, TaskCall
@@ -266,11 +266,11 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
             deadline.cancel()
         self._hooks.attempt_finished(self, call.attempt, outcome)
         if outcome.error is None or not may_retry or never_retried(outcome.error):
-            self._end(final_state(outcome), outcome)
+            self._end(outcome.state, outcome)
             return
         delay = self._hooks.retry_delay(self, call.attempt, outcome)
         if delay is None:
-            self._end(final_state(outcome), outcome)
+            self._end(outcome.state, outcome)
             return
         with self._lock:
             if self._state.is_final:
@@ -290,7 +290,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
                     f"(woflo could not schedule the retry of attempt {call.attempt}: "
                     f"{type(exc).__name__}: {exc})"
                 )
-            self._end(final_state(outcome), outcome)
+            self._end(outcome.state, outcome)
 
     # ---- the core's own machinery ------------------------------------------------------------
 

@@ -175,20 +175,23 @@ def programs(*, limit: int | None = 50, path: Path | None = None) -> list[dict[s
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    return [
-        {
-            "program_id": row[0],
-            "argv": _json(row[1], []),
-            "pid": row[2],
-            "host": row[3],
-            "cwd": row[4],
-            "started_at": iso_time(row[5]),
-            "states": _json(row[6], {}),
-            "runs": sum(_json(row[6], {}).values()),
-            "ended_at": iso_time(row[7]),
-        }
-        for row in _query(sql, params, path)
-    ]
+    found = []
+    for row in _query(sql, params, path):
+        states = _json(row[6], {})
+        found.append(
+            {
+                "program_id": row[0],
+                "argv": _json(row[1], []),
+                "pid": row[2],
+                "host": row[3],
+                "cwd": row[4],
+                "started_at": iso_time(row[5]),
+                "states": states,
+                "runs": sum(states.values()),
+                "ended_at": iso_time(row[7]),
+            }
+        )
+    return found
 
 
 def timeline(program_id: str, *, path: Path | None = None) -> dict[str, Any] | None:
@@ -198,13 +201,12 @@ def timeline(program_id: str, *, path: Path | None = None) -> dict[str, Any] | N
     if not found:
         return None
     runs_rows = _query(
-        "SELECT run_id, task, state, attempts, created_at, ended_at FROM runs "
-        "WHERE program_id = ? ORDER BY created_at",
+        f"SELECT {', '.join(_TIMELINE_RUN)} FROM runs WHERE program_id = ? ORDER BY created_at",
         [program_id],
         path,
     )
     attempt_rows = _query(
-        "SELECT a.run_id, a.attempt, a.started_at, a.duration, a.outcome, a.pid FROM attempts a "
+        f"SELECT {', '.join('a.' + name for name in _TIMELINE_ATTEMPT)} FROM attempts a "
         "JOIN runs r USING (run_id) WHERE r.program_id = ? ORDER BY a.started_at",
         [program_id],
         path,
@@ -212,29 +214,13 @@ def timeline(program_id: str, *, path: Path | None = None) -> dict[str, Any] | N
     return {
         "program_id": program_id,
         "started_at": found[0][0],
-        "runs": [
-            {
-                "run_id": r[0],
-                "task": r[1],
-                "state": r[2],
-                "attempts": r[3],
-                "created_at": r[4],
-                "ended_at": r[5],
-            }
-            for r in runs_rows
-        ],
-        "attempts": [
-            {
-                "run_id": a[0],
-                "attempt": a[1],
-                "started_at": a[2],
-                "duration": a[3],
-                "outcome": a[4],
-                "pid": a[5],
-            }
-            for a in attempt_rows
-        ],
+        "runs": [dict(zip(_TIMELINE_RUN, row, strict=True)) for row in runs_rows],
+        "attempts": [dict(zip(_TIMELINE_ATTEMPT, row, strict=True)) for row in attempt_rows],
     }
+
+
+_TIMELINE_RUN = ("run_id", "task", "state", "attempts", "created_at", "ended_at")
+_TIMELINE_ATTEMPT = ("run_id", "attempt", "started_at", "duration", "outcome", "pid")
 
 
 def run(run_id: str, *, path: Path | None = None) -> dict[str, Any] | None:

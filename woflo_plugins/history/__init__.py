@@ -87,7 +87,6 @@ class _Recorder:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.enabled: bool | None = None  # read at the first run (a worker never records)
-        self.stopping = False
         self.warned = False
         self.program: tuple[Any, ...] | None = None
         self.written = 0
@@ -156,7 +155,7 @@ class _Recorder:
         program = self.program
         assert program is not None  # (set before the thread starts)
         while True:
-            self.wake.wait(HOLD if self.held_created or self.held_started else None)
+            self.wake.wait(HOLD if self.held() else None)
             self._gathering()
             self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
             self.awake = False
