@@ -218,6 +218,8 @@ def woflo_cached_outcome(run: BaseTaskRun[Any]) -> Outcome | BaseTaskRun[Any] | 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     state = _state
+    if run.run_id not in state.keys:  # (a run of a task that does not cache: no lock taken;
+        return  # only its own lookup, done before, puts its id there)
     with state.lock:
         key = state.keys.pop(run.run_id, None)
         if key is None:
