@@ -45,8 +45,9 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
     """One run of a task: created by calling the task, ended in exactly one final state.
 
     **Using a run.** ``get_result()``, ``wait()``, ``stop()``, ``is_running()``, ``exception()``
-    and the ``state``, ``attempts``, ``errors``, ``duration``, ``run_id``, ``task``, ``args``,
-    ``kwargs`` attributes work the same on every runner.
+    and the ``state``, ``attempts``, ``errors``, ``duration``, ``outcome``, ``created_at``,
+    ``attempt_started_at``, ``run_id``, ``task``, ``args``, ``kwargs`` attributes work the same
+    on every runner.
 
     **Writing a runner.** Subclass, set :attr:`name`, and implement :meth:`start_attempt`
     (and, if you can, :meth:`kill_attempt`; optionally :meth:`prepare` and
@@ -69,8 +70,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self.args = args
         self.kwargs = kwargs
         self.run_id: str = new_run_id()
-        self.hook_errors: list[BaseException] = []
-        """Errors raised by hook implementations during this run (each also logged)."""
+        self.hook_errors: list[BaseException] = []  # (raised by hooks in this run, each logged)
         if not self.blocking:  # before the runner prepares anything (a pool, its threads)
             live_runs.check_open(task.name)
         self._hooks = task.plugin_system.hooks
@@ -87,6 +87,9 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self._retry_delay: float | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self.created_at: float = time.time()
+        """When the task was called (seconds since the epoch, as ``time.time()``)."""
+        self.attempt_started_at: float | None = None  # (the latest attempt's, as time.time())
         self._created = time.monotonic()
         self._ended: float | None = None
         self._callbacks: list[Callable[[BaseTaskRun[R]], object]] | None = []  # None: fired
@@ -116,6 +119,11 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
     def cached(self) -> bool:
         """``True`` when the run completed with a cached value, executing no attempt."""
         return self._cached
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """How the run ended (value or error, last attempt's duration); ``None`` until then."""
+        return self._outcome
 
     @property
     def errors(self) -> tuple[BaseException, ...]:
@@ -300,6 +308,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
                 return
             self._call_started = True
             self._attempts = call.attempt
+            self.attempt_started_at = time.time()
             self._state = RunState.RUNNING
             limited = self._limited
         if limited:  # ask again now that it runs: time spent pending counts against a budget

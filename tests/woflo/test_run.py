@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -96,6 +97,24 @@ def test_completed_run() -> None:
     assert run.duration >= 0
     assert len(run.run_id) == 16
     assert "completed" in repr(run)
+
+
+def test_a_run_says_when_it_was_called_and_its_attempt_started_and_how_it_ended(
+    parked_run: BaseTaskRun[Any],
+) -> None:
+    before = time.time()
+    run = task(runner=SequentialTaskRun, retries=1, retry_sleep_time=0)(flaky(1, "done"))()
+    assert before <= run.created_at <= run.attempt_started_at <= time.time()  # type: ignore[operator]
+    assert run.outcome is not None
+    assert (run.outcome.value, run.outcome.error) == ("done", None)
+    assert run.outcome.duration >= 0
+    failed = task(runner=SequentialTaskRun)(flaky(1, None))()
+    assert failed.outcome is not None
+    assert failed.outcome.error is failed.exception()
+    assert parked_run.outcome is None  # (still going: never waits, never raises)
+    assert parked_run.attempt_started_at is not None
+    waiting = task(runner=Parked)(lambda value: value)(parked_run)  # (pending: no attempt yet)
+    assert (waiting.attempt_started_at, waiting.outcome) == (None, None)
 
 
 def test_failed_run_reraises_the_tasks_own_exception() -> None:

@@ -10,12 +10,20 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import woflo_plugins.history as recording
-from tests.woflo_plugins.multiprocess._support import add, fail, run_script, script_env
-from woflo import history, task
+from tests.woflo_plugins.multiprocess._support import (
+    Gate,
+    add,
+    fail,
+    held,
+    run_script,
+    script_env,
+)
+from woflo import history, hookimpl, task
 from woflo.runners import SequentialTaskRun
 
 TIMEOUT = 30.0
@@ -93,6 +101,67 @@ def test_a_run_that_goes_on_is_shown_running_and_then_once_as_it_ended(
     assert (attempt["outcome"], attempt["pid"]) == ("completed", os.getpid())
     assert attempt["started_at"] is not None
     assert attempt["duration"] > 0
+
+
+class _RetryScheduled:
+    """A plugin of the test's own: says when a retry is scheduled (in the caller; the worker
+    gets a copy with an event of its own)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.event = threading.Event()
+
+    @hookimpl
+    def woflo_retry_scheduled(self) -> None:
+        self.event.set()
+
+
+def _shown(task_name: str, state: str) -> dict[str, Any]:
+    """The run of ``task_name`` once the history says it is ``state`` (another program's
+    view: it can only look)."""
+    deadline = time.monotonic() + TIMEOUT
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = history.runs(task=task_name)
+        if rows and rows[0]["state"] == state:
+            return rows[0]
+        time.sleep(0.05)
+    raise AssertionError(f"{task_name} never shown {state}: {rows}")
+
+
+def test_each_attempt_keeps_its_outcome_when_the_run_ends_another_way(
+    history_home: Path, gate: Gate
+) -> None:
+    """A failed attempt waiting for its retry is shown so; a stop then ends the run, not the
+    attempt. A stop of an attempt running ends both."""
+    scheduled = _RetryScheduled()
+    waiting = task(name="waiting", retries=1, retry_sleep_time=600, plugins=[scheduled])(fail.fn)
+    run = waiting("the API hung up")
+    assert scheduled.event.wait(TIMEOUT)
+    assert _shown("waiting", "awaiting_retry")["attempts"] == 1
+    assert run.stop()
+    running = held(gate.path, "running")
+    gate.pid("running")
+    assert _shown("hold", "running")["attempts"] == 1
+    assert running.stop()
+    assert recording.flush(TIMEOUT)
+    detail = history.run(run.run_id)
+    assert detail is not None
+    assert (detail["state"], detail["attempts"]) == ("stopped", 1)
+    [attempt] = detail["attempts_detail"]
+    assert (attempt["outcome"], attempt["error"]) == ("failed", "ValueError('the API hung up')")
+    assert "the API hung up" in attempt["traceback"]
+    assert attempt["pid"] not in (None, os.getpid())
+    detail = history.run(running.run_id)
+    assert detail is not None
+    assert detail["state"] == "stopped"
+    [attempt] = detail["attempts_detail"]
+    assert (attempt["outcome"], attempt["pid"]) == ("stopped", gate.pid("running"))
 
 
 def test_the_filters(history_home: Path) -> None:

@@ -1,22 +1,25 @@
 """The built-in history plugin: every run of the program, recorded in :mod:`woflo.history`.
 
-Through the public lifecycle hooks only (in the calling process, for every runner): a run when
-it is created, each attempt when it starts and ends (its outcome, error and formatted traceback,
-the pid of the process that executed it), the run when it ends; plus the program (argv, pid,
-host, directory, start time), so that the runs of one invocation group together.
+Through the public lifecycle hooks only (in the calling process, for every runner): each run,
+with every attempt (its start, duration, outcome, error and formatted traceback, the pid of
+the process that executed it), plus the program (argv, pid, host, directory, start time), so
+that the runs of one invocation group together.
 
-A run's call path only appends to a queue. One background writer thread drains it in batches
-(one transaction each), so recording never slows or breaks a run: when the database cannot be
-written (an unwritable or full disk, a corrupt file, a lock held too long), woflo warns once on
-stderr and the runs go on. The writer keeps a run's creation and an attempt's start back for
-up to :data:`HOLD` seconds: a run that ends meanwhile (nearly all do) is then one insert of
-one row, and its attempt another, instead of inserts and updates of each index. At exit the
-queue is flushed, for at most :data:`FLUSH_AT_EXIT` seconds. While the program keeps calling
-tasks, a batch gathers until a pause in its events or for :data:`MAX_DELAY` seconds, so that
-writes do not compete with the runs for the process; after a SIGKILL the batch being
-gathered is lost, and the runs created within :data:`HOLD` seconds that had not ended. Old
-runs are pruned in the background: beyond ``WOFLO_HISTORY_DAYS`` days (default 30) or the
-newest ``WOFLO_HISTORY_MAX_RUNS`` (default 1,000,000).
+A run's call path does as little as it can: its creation keeps the run in a dict of the runs
+going on, its end takes it out and queues its fields (plain values, in one flat list), and a
+failed attempt that is retried queues its own. One background writer thread drains that in
+batches (one transaction each), so recording never slows or breaks a run: when the database
+cannot be written (an unwritable or full disk, a corrupt file, a lock held too long), woflo
+warns once on stderr and the runs go on. A run that ends within :data:`HOLD` seconds (nearly
+all do) is written once, as one row, with its attempt as another; one going on longer is read
+by the writer from the run itself and shown as it is (pending, running, awaiting a retry), and
+again whenever that changes. At exit the queue is flushed, for at most :data:`FLUSH_AT_EXIT`
+seconds. While the program keeps calling tasks, a batch gathers until a pause in its events
+or for :data:`MAX_DELAY` seconds, so that writes do not compete with the runs for the process;
+after a SIGKILL the batch being gathered is lost, and the runs created within :data:`HOLD`
+seconds that had not ended. Old runs are pruned in the background: beyond
+``WOFLO_HISTORY_DAYS`` days (default 30) or the newest ``WOFLO_HISTORY_MAX_RUNS`` (default
+1,000,000).
 
 ``WOFLO_HISTORY=off`` (or ``WOFLO_DISABLE_PLUGINS=history``) records nothing.
 """
@@ -35,7 +38,6 @@ from woflo import BaseTaskRun, Outcome, RunState, hookimpl
 from woflo.options import from_env, number, whole_number
 from woflo.plugins import background_thread
 from woflo_plugins.history import _store as store
-from woflo_plugins.history._store import CREATED, ENDED, FINISHED, LINKS, STARTED
 
 __all__ = ["DAYS_ENV", "ENV", "FLUSH_AT_EXIT", "MAX_RUNS_ENV", "flush", "reset"]
 
@@ -54,8 +56,9 @@ calling tasks: the runs are not slowed by writes meanwhile)."""
 MAX_EVENTS = 100_000
 """Events gathered, at most, before their batch is written (bounds the memory they take)."""
 HOLD = 1.0
-"""Seconds the writer keeps a run's creation (an attempt's start) back, waiting for its end:
-most runs are then written once, as one row, instead of inserted and then updated."""
+"""Seconds a run goes on before the writer shows it as it is (pending, running, awaiting a
+retry): most runs end sooner, and are then written once, as one row, instead of inserted and
+then updated."""
 PRUNE_EVERY = 10_000
 """Runs written between two prunings."""
 
@@ -73,36 +76,40 @@ def _enabled() -> bool:
 
 
 class _Recorder:
-    """The queue of events, and the writer thread that stores them (started on first use)."""
+    """The queues of events, the runs still going, and the writer thread that stores them
+    (started on first use)."""
 
     def __init__(self) -> None:
-        # one queue per kind of event, each row as its statement takes it (see store.write)
-        self.queues: tuple[collections.deque[tuple[Any, ...]], ...] = tuple(
-            collections.deque() for _ in (CREATED, STARTED, FINISHED, ENDED)
-        )
+        # the attempts that failed, a tuple each; the runs that ended, their fields one after
+        # another (store.ENDED_FIELDS a run: no container per run for the garbage collector
+        # to count, and to look at, until written); see store.event_rows
+        self.failed: collections.deque[tuple[Any, ...]] = collections.deque()
+        self.ended: list[Any] = []
+        self.live: dict[str, BaseTaskRun[Any]] = {}  # the runs created, not ended yet
+        self.shown: dict[str, tuple[RunState, int]] = {}  # what the database says of them
         self.wake = threading.Event()
         self.idle = threading.Event()
         self.idle.set()
         self.awake = False  # ``wake`` is set (a plain flag: cheaper to read on the call path)
         self.lock = threading.Lock()
+        self.asked = threading.Condition()
+        self.flushes = self.flushed = 0  # flush() calls so far, and those answered
         self.thread: threading.Thread | None = None
         self.enabled: bool | None = None  # read at the first run (a worker never records)
         self.warned = False
         self.program: tuple[Any, ...] | None = None
         self.written = 0
-        self.retry: list[list[tuple[Any, ...]]] = []
+        self.retry: dict[int, list[tuple[Any, ...]]] | None = None
         self.failures = 0
-        self.draining = False  # flush() waits: write what is held too
-        self.held_created: dict[str, tuple[float, tuple[Any, ...]]] = {}
-        self.held_started: dict[tuple[str, int], tuple[float, tuple[Any, ...]]] = {}
 
     def rouse(self) -> None:
-        """After an event was queued with the writer gathering none: wake it (started at the
-        program's first event; when recording is off, every later event is dropped at once)."""
+        """After an event with the writer gathering none: wake it (started at the program's
+        first event; when recording is off, every later event is dropped at once)."""
         if self.thread is None and not self._first():
             _bind(None)
-            for queue in self.queues:
-                queue.clear()
+            self.failed.clear()
+            self.ended.clear()
+            self.live.clear()
             self.awake = True  # (never asked again)
             return
         self.awake = True
@@ -140,13 +147,16 @@ class _Recorder:
             thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event queued so far is written (or dropped): ``True`` if so."""
-        if self.thread is None or self.idle.is_set():  # (a put clears it: nothing pending)
+        """Wait until every event so far is written (or dropped), and the runs still going are
+        shown as they are now: ``True`` if so."""
+        if self.thread is None or (self.idle.is_set() and not self.live):
             return True
-        self.draining = True
-        self.awake = True
-        self.wake.set()
-        return self.idle.wait(timeout)
+        with self.asked:
+            self.flushes += 1
+            ticket = self.flushes
+            self.awake = True
+            self.wake.set()
+            return self.asked.wait_for(lambda: self.flushed >= ticket, timeout)
 
     def _write_forever(self) -> None:
         from woflo import history
@@ -155,21 +165,22 @@ class _Recorder:
         program = self.program
         assert program is not None  # (set before the thread starts)
         while True:
-            self.wake.wait(HOLD if self.held() else None)
+            self.wake.wait(HOLD if self.live else None)
             self._gathering()
             self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
             self.awake = False
-            draining, self.draining = self.draining, False  # (a flush asked up to now)
-            batch = self._gather(draining)
+            with self.asked:
+                ticket = self.flushes  # (the flushes asked up to now: this pass answers them)
+            batch = self._gather(draining=ticket > self.flushed)
             try:
                 if connection is None:
                     connection = history.connect()
                     connection.execute(
                         "INSERT OR IGNORE INTO programs VALUES (?, ?, ?, ?, ?, ?)", program
                     )
-                if any(batch):
-                    store.write(connection, program[0], batch)
-                ended = len(batch[ENDED])
+                if any(batch.values()):
+                    store.write(connection, batch)
+                ended = len(batch[store.RUN_ENDED])
                 self.written += ended
                 if self.written >= PRUNE_EVERY or (ended and self.written == ended):
                     self._prune()
@@ -181,75 +192,65 @@ class _Recorder:
                     self.retry = batch
                     self.awake = True
                     self.wake.set()
-                else:
+                else:  # (dropped: the runs going on are shown again at the next pass)
                     self.failures = 0
+                    self.shown.clear()
                 if connection is not None and not store.still_usable(connection):
                     connection.close()
                     connection = None
             else:
                 self.failures = 0
-            if not self.retry and not any(self.queues) and not self.held():
-                self.idle.set()
+            if self.retry is None:
+                with self.asked:
+                    self.flushed = ticket
+                    self.asked.notify_all()
+                if not self.failed and not self.ended:
+                    self.idle.set()
 
     def _gathering(self) -> None:
         """Let a batch gather: while events keep coming, for up to :data:`MAX_DELAY` seconds,
         so that a busy program's runs do not share their process with writes (sleeps on a
         clock: the writer waits for no one's signal here)."""
-        queues = self.queues
+        failed, ended, live = self.failed, self.ended, self.live
         until = time.monotonic() + MAX_DELAY
         seen = -1
-        while not self.draining:
+        while self.flushed >= self.flushes:
             time.sleep(BATCH_WINDOW)
-            count = sum(map(len, queues))
-            if count == seen or count >= MAX_EVENTS or time.monotonic() >= until:
+            ended_runs = len(ended) // store.ENDED_FIELDS
+            if ended_runs + len(failed) >= MAX_EVENTS or time.monotonic() >= until:
+                return
+            count = len(live) + len(ended) + len(failed)  # (grows with every event)
+            if count == seen:
                 return
             seen = count
 
-    def held(self) -> bool:
-        """Whether events wait in the writer for their run's (attempt's) end."""
-        return bool(self.held_created or self.held_started)
-
-    def _gather(self, draining: bool) -> list[list[tuple[Any, ...]]]:
-        """The next batch: what the queues hold, less the creations and starts that wait
-        for their end (up to :data:`HOLD` seconds; none when draining). A run created and
-        ended within that time is written once, as one row, and an attempt likewise."""
-        batch = self.retry or [[] for _ in range(5)]  # the 4 kinds, and LINKS
-        self.retry = []
-        created, started, finished, ended = self.queues
-        now = time.monotonic()
-        held_created, held_started = self.held_created, self.held_started
-        for _ in range(len(created)):  # (what is there now: producers go on meanwhile)
-            row = created.popleft()
-            held_created[row[0]] = (now, row)
-            if len(row) > 4:  # (which runs fed it: written now, held creation or not)
-                batch[LINKS].append((row[0], row[4]))
-        for _ in range(len(started)):
-            row = started.popleft()
-            held_started[row[0], row[1]] = (now, row)
-        for _ in range(len(finished)):
-            row = finished.popleft()
-            start = held_started.pop((row[0], row[1]), None)
-            if start is not None:
-                batch[STARTED].append(start[1])
-            batch[FINISHED].append(row)
-        for _ in range(len(ended)):
-            row = ended.popleft()
-            held_created.pop(row[0], None)
-            batch[ENDED].append(row)
-        due = float("inf") if draining else now - HOLD
-        holds: tuple[tuple[dict[Any, tuple[float, tuple[Any, ...]]], int], ...] = (
-            (held_created, CREATED),
-            (held_started, STARTED),
-        )
-        for held, kind in holds:
-            while held:  # (oldest first: a dict keeps the order of insertion)
-                key = next(iter(held))
-                since, row = held[key]
-                if since > due:
-                    break
-                del held[key]
-                batch[kind].append(row)
-        return batch
+    def _gather(self, draining: bool) -> dict[int, list[tuple[Any, ...]]]:
+        """The next batch, as the store's rows: what the queues hold (the runs and failed
+        attempts that ended), and the runs going on for :data:`HOLD` seconds or more as they
+        are now (all of them when draining), each written again only when it changed. A run
+        that ends within that time is written once, as one row, and its attempt likewise."""
+        if self.retry is not None:
+            batch, self.retry = self.retry, None
+            return batch
+        program_id = self.program[0]  # type: ignore[index]  # (set before the thread starts)
+        failed = [self.failed.popleft() for _ in range(len(self.failed))]  # (what is there now:
+        buffer = self.ended  # producers go on meanwhile)
+        count = len(buffer) // store.ENDED_FIELDS * store.ENDED_FIELDS
+        ended = buffer[:count]
+        del buffer[:count]
+        shown = self.shown
+        for run_id in ended[:: store.ENDED_FIELDS]:
+            shown.pop(run_id, None)
+        due = float("inf") if draining else time.time() - HOLD
+        going: list[tuple[BaseTaskRun[Any], RunState, int]] = []
+        for run in list(self.live.values()):  # (oldest first: a dict keeps insertion order)
+            if run.created_at > due:
+                break
+            state, attempts = run.state, run.attempts
+            if not state.is_final and shown.get(run.run_id) != (state, attempts):
+                shown[run.run_id] = (state, attempts)
+                going.append((run, state, attempts))
+        return store.event_rows(program_id, failed, ended, going)
 
     def _prune(self) -> None:
         from woflo import history
@@ -295,22 +296,28 @@ def _discard(row: tuple[Any, ...]) -> None:
     """What the hooks put to when recording is off."""
 
 
+class _Nowhere(dict):  # type: ignore[type-arg]
+    """What the hooks keep the runs going in when recording is off: nothing."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+
 _Put = Callable[[tuple[Any, ...]], None]
-_put_created: _Put = _discard
-_put_started: _Put = _discard
-_put_finished: _Put = _discard
+_put_failed: _Put = _discard
 _put_ended: _Put = _discard
+_live: dict[str, BaseTaskRun[Any]] = _Nowhere()
 
 
 def _bind(recorder: _Recorder | None) -> None:
     """Point the hooks at ``recorder``'s queues (``None``: at nothing, recording is off)."""
-    global _put_created, _put_started, _put_finished, _put_ended
+    global _put_failed, _put_ended, _live
     if recorder is None:
-        _put_created = _put_started = _put_finished = _put_ended = _discard
+        _put_failed = _put_ended = _discard
+        _live = _Nowhere()
     else:
-        _put_created, _put_started, _put_finished, _put_ended = (
-            queue.append for queue in recorder.queues
-        )
+        _put_failed, _put_ended = recorder.failed.append, recorder.ended.extend
+        _live = recorder.live
 
 
 _recorder = _Recorder()
@@ -341,42 +348,63 @@ def _forget_in_child() -> None:  # a fork of the caller is another program: its 
 os.register_at_fork(after_in_child=_forget_in_child)
 
 
-# The hooks only queue tuples of plain values (a run kept in a queue would keep its result,
-# and be one more object for the garbage collector to look at, until written).
+# The hooks queue tuples of plain values only (a run kept in a queue would keep its result, and
+# be one more object for the garbage collector to look at, until written); a run still going is
+# kept in the recorder's ``live`` until it ends (the writer reads it there if it goes on).
 
 
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
-    upstream = run.upstream
-    if upstream:
-        _put_created((run.run_id, run.task.name, run.name, time.time(), _ids(upstream)))
-    else:
-        _put_created((run.run_id, run.task.name, run.name, time.time()))
+    _live[run.run_id] = run
     if not _recorder.awake:
         _recorder.rouse()
 
 
 @hookimpl
-def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
-    _put_started((run.run_id, attempt, time.time(), run.attempt_pid))
-    if not _recorder.awake:
-        _recorder.rouse()
-
-
-@hookimpl
-def woflo_attempt_finished(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
-    _put_finished((run.run_id, attempt, outcome.duration, outcome.error))
+def woflo_retry_scheduled(run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
+    # an attempt that failed and is retried (the last attempt is written with its run)
+    _put_failed(
+        (
+            run.run_id,
+            attempt,
+            run.attempt_started_at,
+            run.attempt_pid,
+            outcome.duration,
+            outcome.error,
+        )
+    )
     if not _recorder.awake:
         _recorder.rouse()
 
 
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
+    run_id = run.run_id
+    _live.pop(run_id, None)
     state = run.state
-    error = None if state is _COMPLETED else run.exception()
-    shown = state if not run.cached else "cached"  # (completed with a cached value)
+    upstream = run.upstream
+    outcome = run.outcome
+    if state is _COMPLETED:
+        error = None
+        shown: Any = state if not run.cached else "cached"  # (completed from the cache)
+    else:
+        error = outcome.error if outcome is not None else run.exception()
+        shown = state
     _put_ended(
-        (run.run_id, run.task.name, run.name, shown, run.attempts, time.time(), run.duration, error)
+        (
+            run_id,
+            run.task.name,
+            run.name,
+            shown,
+            run.attempts,
+            run.created_at,
+            run.duration,
+            error,
+            _ids(upstream) if upstream else (),
+            run.attempt_started_at,
+            run.attempt_pid,
+            outcome.duration if outcome is not None else 0.0,
+        )
     )
     if not _recorder.awake:
         _recorder.rouse()

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from woflo import Outcome
+from woflo import Outcome, RunState
 
 __all__ = [
-    "CREATED",
-    "ENDED",
-    "FINISHED",
-    "LINKS",
-    "STARTED",
+    "ENDED_FIELDS",
     "event_rows",
     "still_usable",
     "write",
@@ -28,49 +24,62 @@ def still_usable(connection: Any) -> bool:
     return True
 
 
-CREATED, STARTED, FINISHED, ENDED = range(4)
-LINKS = 4  # (not a queue: rows made from CREATED's)
-"""The kinds of event, each with its queue; the hooks put these rows (plain values, and a
-failure's error, turned into text by the writer):
+ENDED_FIELDS = 12
+"""What the hooks queue (plain values, and a failure's error, turned into text by the writer):
 
-- CREATED (run_id, task, runner, created_at[, upstream run ids]); LINKS (run_id, upstream
-  run ids), made by the writer from CREATED rows
-- STARTED (run_id, attempt, started_at, pid)
-- FINISHED (run_id, attempt, duration, error)
-- ENDED (run_id, task, runner, state (a RunState, or "cached"), attempts, ended_at,
-  duration, error)
+- an attempt that failed and is retried: (run_id, attempt, started_at, pid, duration, error)
+- a run that ended, as :data:`ENDED_FIELDS` values one after another in a flat list: run_id,
+  task, runner, state (a RunState, or "cached"), attempts, created_at, duration, error,
+  upstream run ids; and its last attempt's started_at, pid, duration (how the run ended is
+  how that attempt did, unless the attempt was written already: it failed and a retry was
+  scheduled, and the run then ended another way, stopped or out of time)
+
+A run still going is read by the writer from the run itself (see :func:`event_rows`).
 """
+RUN_GOING, ATTEMPT_GOING, LINKS, ATTEMPT_ENDED, LAST_ATTEMPT, RUN_ENDED = range(6)
+"""The statements, in the order a batch runs them (a run's or attempt's end last: it wins)."""
+_ATTEMPT_COLUMNS = (
+    "run_id",
+    "attempt",
+    "started_at",
+    "duration",
+    "outcome",
+    "error_type",
+    "error_message",
+    "traceback",
+    "pid",
+)
 STATEMENTS = {  # table, columns, what a row of a run or attempt already there does
-    LINKS: ("links", ("run_id", "upstream_id"), "DO NOTHING"),
-    CREATED: (
+    RUN_GOING: (
         "runs",
         ("run_id", "program_id", "task", "runner", "state", "attempts", "created_at"),
-        "DO NOTHING",  # (its ENDED row may have come first)
+        "DO UPDATE SET state = excluded.state, attempts = excluded.attempts "
+        "WHERE ended_at IS NULL",  # (its end may have been written already)
     ),
-    STARTED: (
+    ATTEMPT_GOING: (
         "attempts",
         ("run_id", "attempt", "started_at", "pid"),
-        "DO UPDATE SET started_at = excluded.started_at, pid = coalesce(pid, excluded.pid)",
+        "DO UPDATE SET started_at = coalesce(started_at, excluded.started_at), "
+        "pid = coalesce(pid, excluded.pid)",
     ),
-    FINISHED: (  # with its start when the batch holds both (the common case)
+    LINKS: ("links", ("run_id", "upstream_id"), "DO NOTHING"),
+    ATTEMPT_ENDED: (
         "attempts",
-        (
-            "run_id",
-            "attempt",
-            "started_at",
-            "duration",
-            "outcome",
-            "error_type",
-            "error_message",
-            "traceback",
-            "pid",
-        ),
+        _ATTEMPT_COLUMNS,
         "DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), duration = "
         "excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type, "
         "error_message = excluded.error_message, traceback = excluded.traceback, "
         "pid = coalesce(excluded.pid, pid)",
     ),
-    ENDED: (
+    LAST_ATTEMPT: (  # (unless written already: a failed attempt retried, then the run stopped)
+        "attempts",
+        _ATTEMPT_COLUMNS,
+        "DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), duration = "
+        "excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type, "
+        "error_message = excluded.error_message, traceback = excluded.traceback, "
+        "pid = coalesce(excluded.pid, pid) WHERE outcome IS NULL",
+    ),
+    RUN_ENDED: (
         "runs",
         (
             "run_id",
@@ -93,7 +102,7 @@ STATEMENTS = {  # table, columns, what a row of a run or attempt already there d
 
 
 def statement(kind: int) -> str:
-    """The statement for one kind of event (``executemany`` takes the batch's rows)."""
+    """The statement for one kind of row (``executemany`` takes the batch's rows)."""
     table, columns, conflict = STATEMENTS[kind]
     key = {"runs": "run_id", "attempts": "run_id, attempt"}.get(table, "run_id, upstream_id")
     marks = ", ".join("?" for _ in columns)
@@ -103,80 +112,89 @@ def statement(kind: int) -> str:
     )
 
 
-def event_rows(program_id: str, batch: list[list[tuple[Any, ...]]]) -> dict[int, list[Any]]:
-    """The batch's events as the statements' rows: a run created and ended within the batch
-    is one row, an attempt started and finished within it one row too."""
-    created, started, finished, ended, links = batch
-    ended_ids = {row[0] for row in ended}
-    starts = {(row[0], row[1]): row for row in started}
-    attempts: list[tuple[Any, ...]] = []
-    for run_id, attempt, duration, error in finished:
-        start = starts.pop((run_id, attempt), None)
-        started_at, pid = (start[2], start[3]) if start is not None else (None, None)
-        if error is None:
-            attempts.append(
-                (run_id, attempt, started_at, duration, "completed", None, None, None, pid)
-            )
-        else:
-            if pid is None:
-                pid = getattr(error, "pid", None)  # (a crash says its pid)
-            kind, message = error_fields(error)
-            attempts.append(
-                (
-                    run_id,
-                    attempt,
-                    started_at,
-                    duration,
-                    Outcome(error=error).state.value,
-                    kind,
-                    message,
-                    traceback_text(error),
-                    pid,
-                )
-            )
-    runs = []
-    for run_id, task, runner, state, count, ended_at, duration, error in ended:
-        runs.append(
+def event_rows(
+    program_id: str,
+    failed: list[tuple[Any, ...]],
+    ended: list[Any],
+    going: list[tuple[Any, RunState, int]],
+) -> dict[int, list[tuple[Any, ...]]]:
+    """A batch as the statements' rows: the attempts that failed and were retried, the runs
+    that ended (flat, :data:`ENDED_FIELDS` values a run; with their last attempt), and the
+    runs ``going`` on (a run, its state and attempts, read by the writer: the run as it is
+    now, and the attempt it is running)."""
+    rows: dict[int, list[tuple[Any, ...]]] = {kind: [] for kind in STATEMENTS}
+    for run, state, attempts in going:
+        run_id = run.run_id
+        rows[RUN_GOING].append(
+            (run_id, program_id, run.task.name, run.name, state.value, attempts, run.created_at)
+        )
+        if state is RunState.RUNNING:
+            rows[ATTEMPT_GOING].append((run_id, attempts, run.attempt_started_at, run.attempt_pid))
+        rows[LINKS].extend((run_id, upstream.run_id) for upstream in run.upstream)
+    attempt_rows = rows[ATTEMPT_ENDED]
+    for run_id, attempt, started_at, pid, duration, error in failed:
+        attempt_rows.append(_attempt_row(run_id, attempt, started_at, pid, duration, error))
+    run_rows, last_rows, links = rows[RUN_ENDED], rows[LAST_ATTEMPT], rows[LINKS]
+    fields = [iter(ended)] * ENDED_FIELDS
+    for row in zip(*fields, strict=True):
+        run_id, task, runner, state, count, created_at, duration, error, upstream = row[:9]
+        name = state if isinstance(state, str) else state.value
+        run_rows.append(
             (
                 run_id,
                 program_id,
                 task,
                 runner,
-                state if isinstance(state, str) else state.value,
+                name,
                 count,
-                ended_at - duration,
-                ended_at,
+                created_at,
+                created_at + duration,
                 duration,
                 *error_fields(error),
             )
         )
-    return {
-        CREATED: [
-            (run_id, program_id, task, runner, "pending", 0, created_at)
-            for run_id, task, runner, created_at, *_ in created
-            if run_id not in ended_ids
-        ],
-        LINKS: [(run_id, upstream) for run_id, ids in links for upstream in ids],
-        STARTED: list(starts.values()),
-        FINISHED: attempts,
-        ENDED: runs,
-    }
+        if count:
+            started_at, pid, spent = row[9:]
+            if error is None:
+                last_rows.append(
+                    (run_id, count, started_at, spent, "completed", None, None, None, pid)
+                )
+            else:
+                last_rows.append(_attempt_row(run_id, count, started_at, pid, spent, error))
+        links.extend((run_id, up) for up in upstream)
+    return rows
 
 
-def write(connection: Any, program_id: str, batch: list[list[tuple[Any, ...]]]) -> None:
-    """One transaction for the batch: one ``executemany`` per kind of event."""
-    rows = event_rows(program_id, batch)
+def _attempt_row(
+    run_id: str,
+    attempt: int,
+    started_at: float | None,
+    pid: int | None,
+    duration: float,
+    error: BaseException,
+) -> tuple[Any, ...]:
+    """An attempt that failed, as its row (its error as text, its traceback formatted)."""
+    if pid is None:
+        pid = getattr(error, "pid", None)  # (a crash says its pid)
+    return (
+        run_id,
+        attempt,
+        started_at,
+        duration,
+        Outcome(error=error).state.value,
+        *error_fields(error),
+        traceback_text(error),
+        pid,
+    )
+
+
+def write(connection: Any, rows: dict[int, list[tuple[Any, ...]]]) -> None:
+    """One transaction for the batch: one ``executemany`` per statement."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         for kind, kind_rows in rows.items():
             if kind_rows:
                 connection.executemany(SQL[kind], kind_rows)
-        if rows[STARTED]:  # attempts still going on: their run is running (its row is there)
-            connection.executemany(
-                "UPDATE runs SET state = 'running', attempts = max(attempts, ?) "
-                "WHERE run_id = ? AND ended_at IS NULL",
-                [(row[1], row[0]) for row in rows[STARTED]],
-            )
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
