@@ -2,8 +2,10 @@
 
 Owned here: how each family of hooks is called and what a failing implementation does.
 Lifecycle notifications call each implementation on its own and report a failure on the run
-(:func:`report_hook_error`); decisions go through pluggy's ``firstresult`` call and count a
-failure as "no opinion"; execution wraps the task's call and turns any error into an outcome.
+(:func:`report_hook_error`); decisions are answered as pluggy's call would (in its order, the
+first answer of a ``firstresult`` hook) and count a failure as "no opinion"; they are called
+directly unless an implementation is a wrapper (pluggy's call then); execution wraps the task's
+call and turns any error into an outcome.
 Building the plugin manager is :mod:`woflo.plugins`' business; using the answers is the run's.
 """
 
@@ -44,7 +46,7 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._relay = pm.hook
-        self._plans: dict[str, tuple[list[Any], list[Any]]] = {}
+        self._plans: dict[str, tuple[list[Any], list[Any], bool]] = {}
 
     # ---- lifecycle notifications -------------------------------------------------------------
 
@@ -90,8 +92,26 @@ class Hooks:
         or removed since)."""
         plan = self._plans.get(caller.name)
         if plan is None or plan[0] != impls:
-            plan = self._plans[caller.name] = (impls, _plan(caller, impls))
+            wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
+            plan = self._plans[caller.name] = (impls, _plan(caller, impls), wrapped)
         return plan[1]
+
+    def _decide(self, caller: Any, args: tuple[Any, ...], first: bool) -> Any:
+        """What pluggy's call of the decision hook ``caller`` answers (``first``: it is
+        ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
+        exception is raised. Called here, without pluggy's machinery per call, unless an
+        implementation is a wrapper."""
+        plan = self._plan_of(caller, caller.get_hookimpls())
+        if self._plans[caller.name][2]:
+            return caller(**dict(zip(caller.spec.argnames, args, strict=True)))
+        answers = []
+        for function, picks, _impl in plan:
+            answer = function(*args) if picks is None else function(*[args[i] for i in picks])
+            if answer is not None:
+                if first:
+                    return answer
+                answers.append(answer)
+        return None if first else answers
 
     def attempt_context(self, run: BaseTaskRun[Any], attempt: int) -> Mapping[str, Any]:
         """The merged ``woflo_attempt_context`` of every plugin (empty when none gives any);
@@ -119,7 +139,7 @@ class Hooks:
         """A value for ``run`` without executing it, a run to take it from, or ``None``. An
         exception from a plugin is raised (a cache key that cannot be made fails the call);
         an answer of another kind is reported on the run and ignored."""
-        answer = self._relay.woflo_cached_outcome(run=run)
+        answer = self._decide(self._relay.woflo_cached_outcome, (run,), True)
         if answer is None or (isinstance(answer, Outcome) and answer.error is None):
             return answer
         if isinstance(answer, RunLike) and hasattr(answer, "run_id") and answer is not run:
@@ -137,7 +157,7 @@ class Hooks:
     def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
         """Seconds until the next attempt, or ``None`` for no retry."""
         try:
-            delay = self._relay.woflo_retry_delay(run=run, attempt=attempt, outcome=outcome)
+            delay = self._decide(self._relay.woflo_retry_delay, (run, attempt, outcome), True)
         except Exception as exc:
             report_hook_error(run, "woflo_retry_delay", exc)
             return None
@@ -159,7 +179,7 @@ class Hooks:
     def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
         """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
         try:
-            limits = self._relay.woflo_attempt_deadline(run=run, attempt=attempt)
+            limits = self._decide(self._relay.woflo_attempt_deadline, (run, attempt), False)
         except Exception as exc:
             report_hook_error(run, "woflo_attempt_deadline", exc)
             return None

@@ -424,6 +424,43 @@ def test_a_failing_decision_hook_counts_as_no_retry(
     assert "woflo_retry_delay" in caplog.records[0].getMessage()
 
 
+def test_decisions_are_answered_in_pluggys_order_and_wrappers_see_the_answer(
+    plugins: PluginSystem,
+) -> None:
+    """The first answer of a ``firstresult`` decision wins (``tryfirst`` first, then the most
+    recently registered); a wrapper, when there is one, sees it and may change it."""
+    asked: list[str] = []
+
+    def policy(name: str, delay: float | None, **options: bool) -> object:
+        class Policy:
+            @hookimpl(**options)
+            def woflo_retry_delay(self) -> float | None:
+                asked.append(name)
+                return delay
+
+        return Policy()
+
+    plugins.add(policy("early", 60.0), name="early")
+    plugins.add(policy("silent", None, tryfirst=True), name="silent")
+    plugins.add(policy("late", 0.0), name="late")
+    run = task(runner=SequentialTaskRun, retries=1)(flaky(1, "done"))()
+    assert (run.get_result(), run.attempts) == ("done", 2)
+    assert asked == ["silent", "late"]  # (early's 60 s never asked)
+
+    class NoRetry:
+        @hookimpl(wrapper=True)
+        def woflo_retry_delay(self) -> Any:
+            answer = yield
+            asked.append(f"wrapper saw {answer}")
+            return None
+
+    plugins.add(NoRetry(), name="no-retry")
+    asked.clear()
+    run = task(runner=SequentialTaskRun, retries=1)(flaky(1, "done"))()
+    assert (run.state, run.attempts) == (RunState.FAILED, 1)
+    assert asked == ["silent", "late", "wrapper saw 0.0"]
+
+
 @pytest.mark.parametrize("answer", [-1, "soon", True, [1]])
 def test_a_bad_retry_delay_is_reported_and_not_retried(
     plugins: PluginSystem, caplog: pytest.LogCaptureFixture, answer: object
