@@ -33,6 +33,7 @@ from woflo._scheduler import TimerHandle, scheduler
 from woflo._shortcut import take
 from woflo._types import Outcome, RunState, TaskCall
 from woflo._upstream import RunLike, find_upstream, wait_for_upstream
+from woflo._view import RunView
 from woflo.errors import TaskStopped, TaskTimeout, WaitTimeout
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 
 
-class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
+class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
     """One run of a task: created by calling the task, ended in exactly one final state.
 
     **Using a run.** ``get_result()``, ``wait()``, ``stop()``, ``is_running()``, ``exception()``
@@ -86,7 +87,8 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         self._limited = False
         self._retry_delay: float | None = None
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        self._final = False  # (its run_finished hooks ran: what is_running() says)
+        self._waiter: threading.Event | None = None  # (made for the first wait: most never do)
         self.created_at: float = time.time()
         """When the task was called (seconds since the epoch, as ``time.time()``)."""
         self.attempt_started_at: float | None = None  # (the latest attempt's, as time.time())
@@ -100,52 +102,17 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
 
     # ---- using a run -------------------------------------------------------------------------
 
-    @property
-    def state(self) -> RunState:
-        """The run's current :class:`~woflo.RunState`."""
-        return self._state
-
-    @property
-    def attempts(self) -> int:
-        """How many attempts have started so far."""
-        return self._attempts
-
-    @property
-    def upstream(self) -> tuple[BaseTaskRun[Any], ...]:
-        """The runs among this run's arguments that it waited for (each once), in order."""
-        return self._upstream
-
-    @property
-    def cached(self) -> bool:
-        """``True`` when the run completed with a cached value, executing no attempt."""
-        return self._cached
-
-    @property
-    def outcome(self) -> Outcome | None:
-        """How the run ended (value or error, last attempt's duration); ``None`` until then."""
-        return self._outcome
-
-    @property
-    def errors(self) -> tuple[BaseException, ...]:
-        """The error of every failed attempt so far, oldest first (the last is the final one)."""
-        return tuple(self._errors)
-
-    @property
-    def duration(self) -> float:
-        """Seconds from the call to the final state (or to now, while the run goes on)."""
-        end = self._ended if self._ended is not None else time.monotonic()
-        return end - self._created
-
     def is_running(self) -> bool:
         """``True`` from the call until the run is final (and its ``run_finished`` hooks ran)."""
-        return not self._done.is_set()
+        return not self._final
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run is final, or ``timeout`` seconds pass.
 
         :return: ``True`` if the run is final, ``False`` if the timeout expired first.
         """
-        return self._done.wait(wait_seconds(timeout))
+        seconds = wait_seconds(timeout)
+        return self._final or self._event().wait(seconds)
 
     def get_result(self, timeout: float | None = None) -> R:
         """Wait for the run and return the task's value, or raise its error.
@@ -243,11 +210,6 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         if pid is not None:
             self._pid = pid
         self._mark_started(call)
-
-    @property
-    def attempt_pid(self) -> int | None:
-        """The pid of the process executing the latest attempt, when the runner said."""
-        return self._pid
 
     def report_finished(self, call: TaskCall, outcome: Outcome, *, may_retry: bool = True) -> None:
         """Report how ``call`` ended, from any thread, exactly once per attempt.
@@ -347,7 +309,7 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
             return
         while (delay := self._retry_delay) is not None:
             self._retry_delay = None
-            if self._done.wait(min(delay, threading.TIMEOUT_MAX)):  # stop() ends the sleep
+            if self._event().wait(min(delay, threading.TIMEOUT_MAX)):  # stop() ends the sleep
                 return
             self._begin_attempt()
 
@@ -394,14 +356,22 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
         except Exception as exc:
             report_hook_error(self, f"{type(self).__name__}.kill_attempt", exc)
 
+    def _event(self) -> threading.Event:
+        with self._lock:  # (set at once if the run is final already)
+            if self._waiter is None:
+                self._waiter = threading.Event()
+                if self._final:
+                    self._waiter.set()
+            return self._waiter
+
     def _wait_outcome(self, timeout: float | None) -> Outcome:
         # Final once its run_finished hooks ran, as is_running() and wait() say; except on the
         # thread ending it (a hook asking for the value), and when only hooks are left at the
         # timeout: the outcome is known, so it is the answer.
         if (
-            not self._done.is_set()
+            not self._final
             and (self._outcome is None or self._ender != threading.get_ident())
-            and not self._done.wait(wait_seconds(timeout))
+            and not self._event().wait(wait_seconds(timeout))
             and self._outcome is None
         ):
             raise WaitTimeout(
@@ -423,9 +393,11 @@ class BaseTaskRun(RunnerMethods, Renamed, RunLike, Generic[R]):
             self._outcome = outcome
             self._ended = time.monotonic()
         self._hooks.run_finished(self)
-        self._done.set()
         with self._lock:
-            callbacks, self._callbacks = self._callbacks, None
+            self._final = True
+            waiter, callbacks, self._callbacks = self._waiter, self._callbacks, None
+        if waiter is not None:
+            waiter.set()
         for fn in callbacks or ():
             self._call_back(fn)
         if not self.blocking:

@@ -34,25 +34,28 @@ class RunState(enum.Enum):
     UPSTREAM_FAILED = "upstream_failed"
     """Final: a run passed as an argument ended other than completed; no attempt was made."""
 
+    _final: bool
+
     @property
     def is_final(self) -> bool:
         """Whether the run has ended."""
-        return self in _FINAL
+        return self._final
 
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
 
 
-_FINAL = frozenset(
-    {
-        RunState.COMPLETED,
-        RunState.FAILED,
-        RunState.CRASHED,
-        RunState.TIMED_OUT,
-        RunState.STOPPED,
-        RunState.UPSTREAM_FAILED,
-    }
+_FINAL = (
+    RunState.COMPLETED,
+    RunState.FAILED,
+    RunState.CRASHED,
+    RunState.TIMED_OUT,
+    RunState.STOPPED,
+    RunState.UPSTREAM_FAILED,
 )
+for _member in RunState:  # (read on every transition: an attribute, not a hash in a set)
+    _member._final = _member in _FINAL
+del _member
 
 
 @dataclass(frozen=True, slots=True)
