@@ -243,10 +243,11 @@ def awaiting(n: int) -> dict[str, System]:
 
 
 def pending_memory(n: int) -> dict[str, System]:
-    """The caller's resident memory per pending run (KiB): ``n`` runs that wait for a run still
-    going (dependents: nothing pickled yet), ``n`` runs queued on a busy pool (their arguments
-    pickled, each waiting for a worker), and ``n`` futures queued on a busy
-    ProcessPoolExecutor."""
+    """The caller's memory per pending run (KiB, what Python allocated for it and holds, by
+    tracemalloc: a resident-size difference in a process that freed more before reads 0):
+    ``n`` runs that wait for a run still going (dependents: nothing pickled yet), ``n`` runs
+    queued on a busy pool (their arguments pickled, each waiting for a worker), and ``n``
+    futures queued on a busy ProcessPoolExecutor."""
     from _tasks import sleep
 
     w_work, w_noop, w_sleep = woflo.task(work), woflo.task(noop), woflo.task(sleep)
@@ -254,36 +255,30 @@ def pending_memory(n: int) -> dict[str, System]:
 
     def dependents() -> float:
         upstream = w_sleep(60)
-        gc.collect()
-        before = _rss_kib()
-        group = w_work.map(range(n), woflo.unmapped(upstream))
-        grown = _rss_kib() - before
+        with held() as grown:
+            group = w_work.map(range(n), woflo.unmapped(upstream))
         upstream.stop()  # every dependent ends upstream_failed
         group.wait()
-        return grown / n
+        return grown[0] / n
 
     def queued() -> float:
         busy = w_sleep.map([60] * workers)
-        gc.collect()
-        before = _rss_kib()
-        group = woflo.RunGroup([w_noop(i) for i in range(n)])
-        grown = _rss_kib() - before
+        with held() as grown:
+            group = woflo.RunGroup([w_noop(i) for i in range(n)])
         group.stop()
         busy.stop()
-        return grown / n
+        return grown[0] / n
 
     ppe = concurrent.futures.ProcessPoolExecutor(max_workers=1)
 
     def executor() -> float:
         busy = ppe.submit(sleep, 1.0)
-        gc.collect()
-        before = _rss_kib()
-        futures = [ppe.submit(noop, i) for i in range(n)]
-        grown = _rss_kib() - before
+        with held() as grown:
+            futures = [ppe.submit(noop, i) for i in range(n)]
         for future in futures:
             future.cancel()
         busy.result()
-        return grown / n
+        return grown[0] / n
 
     return {
         "woflo: dependents waiting for a run": dependents,
@@ -292,9 +287,24 @@ def pending_memory(n: int) -> dict[str, System]:
     }
 
 
-def _rss_kib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return float(line.split()[1])
-    return 0.0
+@contextlib.contextmanager
+def held(warm: Callable[[], object] | None = None) -> Iterator[list[float]]:
+    """KiB that Python allocated in the block and still holds at its end (``[kib]``, filled
+    then), counted by tracemalloc (exact for Python's objects, whatever the allocator does
+    with freed memory). ``warm`` runs first, traced too: what it leaves at its size (a dict
+    keeps the size it grew to) is then not counted as the block's."""
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    result = [0.0]
+    try:
+        if warm is not None:
+            warm()
+            gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        yield result
+        gc.collect()
+        result[0] = (tracemalloc.get_traced_memory()[0] - before) / 1024
+    finally:
+        tracemalloc.stop()

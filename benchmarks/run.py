@@ -15,7 +15,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime
-import gc
 import importlib.metadata
 import multiprocessing
 import os
@@ -37,6 +36,7 @@ import _cache  # noqa: E402  (beside this script, like _tasks)
 import _compose  # noqa: E402
 import _history  # noqa: E402
 import _otel  # noqa: E402
+import _profile  # noqa: E402
 import _ui  # noqa: E402
 from _tasks import busy, iterations_for, log_events, noop, sleep  # noqa: E402  (importable by every system's workers)
 
@@ -48,14 +48,6 @@ WORKERS = os.cpu_count() or 2
 System = Callable[[], float]
 Batch = Callable[[Callable[..., Any], list[tuple[Any, ...]]], list[Any]]
 """Submit every call, then collect every result: the shape shared by all pool peers."""
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _have(module: str) -> bool:
@@ -496,15 +488,20 @@ def dask_overhead(systems: Systems, n: int) -> dict[str, System]:
 
 
 def memory(systems: Systems, n: int) -> dict[str, System]:
-    """parent RSS growth (MiB) after n finished runs the program no longer references."""
+    """What the parent still holds (bytes per run, by tracemalloc) after n finished runs the
+    program no longer references, measured after a first batch of n."""
 
     def make(batch: Batch) -> System:
         def measure() -> float:
-            gc.collect()
-            before = _rss_mib()
-            batch(noop, [(i,) for i in range(n)])
-            gc.collect()
-            return _rss_mib() - before
+            import woflo_plugins.history
+
+            def finish() -> None:
+                batch(noop, [(i,) for i in range(n)])
+                woflo_plugins.history.flush(30)  # (its queue is written within a second)
+
+            with _compose.held(warm=finish) as grown:  # (a batch first: tables at their size)
+                finish()
+            return grown[0] * 1024 / n
 
         return measure
 
@@ -606,7 +603,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             lambda: retries_overhead(s, n_retry),
             1000000.0,
         ),
-        ("memory", f"parent memory after {n_memory:,} runs (MiB)", lambda: memory(s, n_memory), 1),
+        (
+            "memory",
+            f"parent memory still held after {n_memory:,} finished runs (bytes per run)",
+            lambda: memory(s, n_memory),
+            1,
+        ),
         (
             "logging",
             f"logging plugin cost, {n_small:,} runs (µs per call)",
@@ -642,6 +644,13 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             f"history on vs off: {n_small:,} multiprocess, {n_small * 10:,} sequential runs "
             "(µs per call)",
             lambda: _history.recording_cost(n_small, n_small * 10),
+            1e6,
+        ),
+        (
+            "profile",
+            f"where the time goes: a no-op per call, plugins disabled in turn, {n_small * 5:,} "
+            f"sequential, {n_small:,} multiprocess runs (µs per call)",
+            lambda: _profile.plugin_costs(n_small * 5, n_small),
             1e6,
         ),
         (
@@ -694,7 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 round (< 1 min)")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--only", default="", help="comma-separated words of workload titles")
+    parser.add_argument(
+        "--only", default="", help="comma-separated workload names, or words of their titles"
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -726,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         ran: list[str] = []
         curve: dict[str, dict[int, float]] = {}
         for key, title, build, scale in workloads:
-            if only and not any(o in title for o in only):
+            if only and not any(o == key or o in title for o in only):
                 continue
             result = measure(build(), rounds)
             dask_keys = ("dask",) if quick else ("overhead", "sleepers", "cpu", "dask")

@@ -200,6 +200,7 @@ class _Recorder:
                     connection = None
             else:
                 self.failures = 0
+            del batch  # (not kept while the writer waits: its rows hold what the runs left)
             if self.retry is None:
                 with self.asked:
                     self.flushed = ticket
