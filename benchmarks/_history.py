@@ -4,6 +4,7 @@ store's size per run, and ``woflo runs`` on a 1,000,000-run database."""
 from __future__ import annotations
 
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,14 +19,17 @@ System = Callable[[], float]
 
 
 def recording_cost(n_pool: int, n_sequential: int) -> dict[str, System]:
-    """Per call (seconds), history on and off: multiprocess runs submitted then collected,
-    sequential runs one after another (each measure flushes what it recorded)."""
+    """Per call (seconds), history on and off: multiprocess runs submitted then collected
+    (the median of 5 batches a measure: one batch moves by ±20 % on these machines, more than
+    what is measured), sequential runs one after another (each measure flushes what it
+    recorded)."""
     from _woflo import noop_task, submitted_then_collected
 
     import woflo_plugins.history as recording
 
     def batch(t: Any, n: int) -> System:
-        return submitted_then_collected(t, n, after=lambda: recording.flush(30))
+        one = submitted_then_collected(t, n, after=lambda: recording.flush(30))
+        return lambda: statistics.median(one() for _ in range(5))
 
     def one_by_one(t: Any, n: int) -> System:
         def measure() -> float:
