@@ -23,30 +23,26 @@ def recording_cost(n_pool: int, n_sequential: int) -> dict[str, System]:
     (the median of 5 batches a measure: one batch moves by ±20 % on these machines, more than
     what is measured), sequential runs one after another (each measure flushes what it
     recorded)."""
-    from _woflo import noop_task, submitted_then_collected
+    from _woflo import noop_task, one_after_another, submitted_then_collected
 
     import woflo_plugins.history as recording
 
+    def flush() -> None:
+        recording.flush(30)
+
     def batch(t: Any, n: int) -> System:
-        one = submitted_then_collected(t, n, after=lambda: recording.flush(30))
+        one = submitted_then_collected(t, n, after=flush)
         return lambda: statistics.median(one() for _ in range(5))
-
-    def one_by_one(t: Any, n: int) -> System:
-        def measure() -> float:
-            start = time.perf_counter()
-            for i in range(n):
-                t(i)
-            spent = (time.perf_counter() - start) / n
-            recording.flush(30)
-            return spent
-
-        return measure
 
     return {
         "multiprocess, history on": batch(noop_task("multiprocess", []), n_pool),
         "multiprocess, history off": batch(noop_task("multiprocess", ["history"]), n_pool),
-        "sequential, history on": one_by_one(noop_task("sequential", []), n_sequential),
-        "sequential, history off": one_by_one(noop_task("sequential", ["history"]), n_sequential),
+        "sequential, history on": one_after_another(
+            noop_task("sequential", []), n_sequential, flush
+        ),
+        "sequential, history off": one_after_another(
+            noop_task("sequential", ["history"]), n_sequential, flush
+        ),
     }
 
 

@@ -5,9 +5,7 @@ difference between "every plugin" and "without it"."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
 System = Callable[[], float]
 
@@ -18,30 +16,22 @@ CONCERNS = ("retries", "timeouts", "cache", "history", "logging", "metrics", "ot
 def plugin_costs(n_sequential: int, n_pool: int) -> dict[str, System]:
     """Seconds per call: ``n_sequential`` sequential runs one after another, ``n_pool``
     multiprocess runs submitted then collected, for each set of plugins."""
-    from _woflo import noop_task, submitted_then_collected
+    from _woflo import noop_task, one_after_another, submitted_then_collected
 
     import woflo_plugins.history as recording
 
-    def one_by_one(t: Any) -> System:
-        def measure() -> float:
-            start = time.perf_counter()
-            for i in range(n_sequential):
-                t(i)
-            spent = (time.perf_counter() - start) / n_sequential
-            recording.flush(30)
-            return spent
-
-        return measure
+    def flush() -> None:
+        recording.flush(30)
 
     variants: dict[str, list[str]] = {"every plugin": []}
     variants |= {f"without {name}": [name] for name in CONCERNS}
     variants["core and runner only"] = list(CONCERNS)
     systems: dict[str, System] = {}
     for label, disabled in variants.items():
-        systems[f"sequential, {label}"] = one_by_one(noop_task("sequential", disabled))
+        systems[f"sequential, {label}"] = one_after_another(
+            noop_task("sequential", disabled), n_sequential, flush
+        )
     for label, disabled in variants.items():
         t = noop_task("multiprocess", disabled)
-        systems[f"multiprocess, {label}"] = submitted_then_collected(
-            t, n_pool, after=lambda: recording.flush(30)
-        )
+        systems[f"multiprocess, {label}"] = submitted_then_collected(t, n_pool, after=flush)
     return systems

@@ -45,6 +45,21 @@ def submitted_then_collected(t: Any, n: int, after: Callable[[], object] = lambd
     return measure
 
 
+def one_after_another(t: Any, n: int, after: Callable[[], object] = lambda: None) -> System:
+    """Seconds per call: ``n`` runs of ``t`` called one after another (a sequential task's
+    call returns it ended); ``after`` runs after each measure, not timed."""
+
+    def measure() -> float:
+        start = time.perf_counter()
+        for i in range(n):
+            t(i)
+        spent = (time.perf_counter() - start) / n
+        after()
+        return spent
+
+    return measure
+
+
 @contextlib.contextmanager
 def woflo_home(path: str) -> Iterator[None]:
     """``WOFLO_HOME`` set to ``path`` meanwhile (put back as it was after)."""

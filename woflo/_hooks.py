@@ -88,21 +88,25 @@ class Hooks:
     # ---- decisions ---------------------------------------------------------------------------
 
     def _plan_of(self, caller: Any, impls: list[Any]) -> list[Any]:
-        """How to call ``caller``'s implementations (made again when plugins were registered
-        or removed since)."""
-        plan = self._plans.get(caller.name)
-        if plan is None or plan[0] != impls:
+        """How to call ``caller``'s implementations."""
+        return self._entry(caller, impls)[1]
+
+    def _entry(self, caller: Any, impls: list[Any]) -> tuple[list[Any], list[Any], bool]:
+        """``caller``'s implementations, how to call them, and whether one is a wrapper (made
+        again when plugins were registered or removed since)."""
+        entry = self._plans.get(caller.name)
+        if entry is None or entry[0] != impls:
             wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-            plan = self._plans[caller.name] = (impls, _plan(caller, impls), wrapped)
-        return plan[1]
+            entry = self._plans[caller.name] = (impls, _plan(caller, impls), wrapped)
+        return entry
 
     def _decide(self, caller: Any, args: tuple[Any, ...], first: bool) -> Any:
         """What pluggy's call of the decision hook ``caller`` answers (``first``: it is
         ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
         exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
-        plan = self._plan_of(caller, caller.get_hookimpls())
-        if self._plans[caller.name][2]:
+        _impls, plan, wrapped = self._entry(caller, caller.get_hookimpls())
+        if wrapped:
             return caller(**dict(zip(caller.spec.argnames, args, strict=True)))
         answers = []
         for function, picks, _impl in plan:

@@ -234,8 +234,9 @@ class _Recorder:
             batch, self.retry = self.retry, None
             return batch
         program_id = self.program[0]  # type: ignore[index]  # (set before the thread starts)
-        failed = [self.failed.popleft() for _ in range(len(self.failed))]  # (what is there now:
-        buffer = self.ended  # producers go on meanwhile)
+        # what is there now (the runs' threads go on putting meanwhile)
+        failed = [self.failed.popleft() for _ in range(len(self.failed))]
+        buffer = self.ended
         count = len(buffer) // store.ENDED_FIELDS * store.ENDED_FIELDS
         ended = buffer[:count]
         del buffer[:count]
@@ -385,12 +386,8 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     state = run.state
     upstream = run.upstream
     outcome = run.outcome
-    if state is _COMPLETED:
-        error = None
-        shown: Any = state if not run.cached else "cached"  # (completed from the cache)
-    else:
-        error = outcome.error if outcome is not None else run.exception()
-        shown = state
+    assert outcome is not None  # (known before the run_finished hooks fire)
+    shown: Any = state if state is not _COMPLETED or not run.cached else "cached"
     _put_ended(
         (
             run_id,
@@ -400,11 +397,11 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
             run.attempts,
             run.created_at,
             run.duration,
-            error,
+            outcome.error,
             _ids(upstream) if upstream else (),
             run.attempt_started_at,
             run.attempt_pid,
-            outcome.duration if outcome is not None else 0.0,
+            outcome.duration,
         )
     )
     if not _recorder.awake:

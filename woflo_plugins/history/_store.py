@@ -49,6 +49,12 @@ _ATTEMPT_COLUMNS = (
     "traceback",
     "pid",
 )
+_ATTEMPT_ENDED = (
+    "DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), duration = "
+    "excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type, "
+    "error_message = excluded.error_message, traceback = excluded.traceback, "
+    "pid = coalesce(excluded.pid, pid)"
+)
 STATEMENTS = {  # table, columns, what a row of a run or attempt already there does
     RUN_GOING: (
         "runs",
@@ -63,21 +69,11 @@ STATEMENTS = {  # table, columns, what a row of a run or attempt already there d
         "pid = coalesce(pid, excluded.pid)",
     ),
     LINKS: ("links", ("run_id", "upstream_id"), "DO NOTHING"),
-    ATTEMPT_ENDED: (
-        "attempts",
-        _ATTEMPT_COLUMNS,
-        "DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), duration = "
-        "excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type, "
-        "error_message = excluded.error_message, traceback = excluded.traceback, "
-        "pid = coalesce(excluded.pid, pid)",
-    ),
+    ATTEMPT_ENDED: ("attempts", _ATTEMPT_COLUMNS, _ATTEMPT_ENDED),
     LAST_ATTEMPT: (  # (unless written already: a failed attempt retried, then the run stopped)
         "attempts",
         _ATTEMPT_COLUMNS,
-        "DO UPDATE SET started_at = coalesce(excluded.started_at, started_at), duration = "
-        "excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type, "
-        "error_message = excluded.error_message, traceback = excluded.traceback, "
-        "pid = coalesce(excluded.pid, pid) WHERE outcome IS NULL",
+        f"{_ATTEMPT_ENDED} WHERE outcome IS NULL",
     ),
     RUN_ENDED: (
         "runs",
