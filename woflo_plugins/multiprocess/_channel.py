@@ -1,7 +1,8 @@
 """Length-prefixed messages over a Unix stream socket: the caller <-> worker link.
 
 A small stand-in for ``multiprocessing.connection.Connection`` (whose import alone costs a
-worker 10-15 ms at start): ``send_bytes``, ``recv_bytes``, ``poll``, ``fileno``, ``close``.
+worker 10-15 ms at start): ``send_bytes``, ``send_many``, ``recv_bytes``, ``try_recv``, ``poll``,
+``fileno``, ``close``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ class Channel:
             self._sock.sendall(_HEADER.pack(len(data)))
             self._sock.sendall(data)
 
+    def send_many(self, messages: list[bytes]) -> None:
+        """Send several small messages in one system call."""
+        self._sock.sendall(b"".join([b for m in messages for b in (_HEADER.pack(len(m)), m)]))
+
+    def try_recv(self) -> bytearray | None:
+        """A message if one is here or can be read without waiting, else ``None``; raises
+        ``EOFError`` when the peer closed the socket."""
+        if not self.has_message() and not (self._fill(socket.MSG_DONTWAIT) and self.has_message()):
+            return None
+        return self.recv_bytes()
+
     def recv_bytes(self) -> bytearray:
         """Receive one message; raises ``EOFError`` when the peer closed the socket."""
         buffer = self._buffer
@@ -75,6 +87,10 @@ class Channel:
         size: int = _HEADER.unpack_from(buffer)[0]
         return len(buffer) >= _HEADER.size + size
 
+    def has_data(self) -> bool:
+        """Whether part of a message is read already (no system call)."""
+        return bool(self._buffer)
+
     def poll(self, timeout: float = 0.0) -> bool:
         """Whether a message (or end of file) can be read within ``timeout`` seconds."""
         if self.has_message():
@@ -87,14 +103,18 @@ class Channel:
         """Close this end (the peer reads end of file)."""
         self._sock.close()
 
-    def _fill(self) -> None:
+    def _fill(self, flags: int = 0) -> bool:
         scratch = self._scratch
         if scratch is None:
             scratch = self._scratch = memoryview(bytearray(CHUNK))
-        n = self._sock.recv_into(scratch)
+        try:
+            n = self._sock.recv_into(scratch, 0, flags)
+        except BlockingIOError:  # (only with MSG_DONTWAIT)
+            return False
         if not n:
             raise EOFError("the other end of the worker's socket closed")
         self._buffer += scratch[:n]
+        return True
 
 
 CHUNK = 16384

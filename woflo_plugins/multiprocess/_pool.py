@@ -30,21 +30,21 @@ import threading
 import time
 from typing import Any
 
-from woflo import Outcome, TaskCall, remote
+from woflo import Outcome, TaskCall
 from woflo.errors import PoolBroken, TaskStopped
-from woflo_plugins.multiprocess import _endings, _wire, _world
+from woflo_plugins.multiprocess import _endings, _wire
 from woflo_plugins.multiprocess._channel import Channel
+from woflo_plugins.multiprocess._hands import Hands
 from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
 from woflo_plugins.multiprocess._relay import Relay
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
 
 __all__ = ["Pool", "PoolBroken"]
 
-EARLY_SEND = 64 * 1024  # bytes of a job sent before the previous result is delivered
 _LONGEST_WAIT = 86400.0  # the watcher looks around at least daily (an inf deadline is none)
 
 
-class Pool:
+class Pool(Hands):
     """Warm worker processes forked by a zygote, watched by one thread."""
 
     def __init__(
@@ -54,13 +54,16 @@ class Pool:
         idle_timeout: float,
         kill_grace: float,
         max_runs_per_worker: int | None = None,
+        prefetch: int = 0,
     ):
         self.idle_timeout = idle_timeout
         self.kill_grace = kill_grace
         self.max_runs_per_worker = max_runs_per_worker
         self._lock = threading.Lock()
         self._spawn_queue: list[tuple[bytes, socket.socket]] = []
-        self._schedule = Schedule(self._new_worker, max_workers=max_workers)
+        self._schedule = Schedule(self._new_worker, max_workers=max_workers, prefetch=prefetch)
+        self._refill: dict[Worker, None] = {}
+        self._cancels: list[tuple[Worker, int]] = []  # queued jobs stopped: the watcher says so
         self._schedule.last_finish = time.monotonic()
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
@@ -81,6 +84,15 @@ class Pool:
         with self._lock:
             self._schedule.max_workers = value
         self._wake()
+
+    @property
+    def prefetch(self) -> int:
+        """Most jobs queued on a busy worker, to run after its current one (0: none)."""
+        return self._schedule.prefetch
+
+    @prefetch.setter
+    def prefetch(self, value: int) -> None:
+        self._schedule.prefetch = value
 
     @property
     def closed(self) -> bool:
@@ -116,7 +128,7 @@ class Pool:
             if wake:
                 self._wake()
         else:
-            self._start(worker, job)
+            self.start_job(worker, job)
 
     def kill(self, job: Job, call: TaskCall) -> None:
         """Stop ``call``: drop it if pending, else kill its worker's process group.
@@ -127,19 +139,27 @@ class Pool:
         if job.call is not call:
             return
         with self._lock:
-            if job.worker is None:
+            worker = job.worker
+            if worker is None:
                 if not self._schedule.dequeue(job):
                     return
                 pending = True
+            elif job in worker.queued:  # not started: the worker is told not to
+                if job.killed:
+                    return
+                job.killed = pending = True
+                self._cancels.append((worker, job.seq))
             else:
                 pending = False
-                worker = job.worker
                 job.killed = True
                 if worker.kill_at is None:
                     worker.kill_at = time.monotonic() + self.kill_grace
         if pending:
             _endings.report(job, Outcome(error=_endings.stopped(job)))
+            if worker is not None:
+                self._wake()
             return
+        assert worker is not None
         killpg(worker.pid, signal.SIGTERM)
         # A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
         # continued; the SIGKILL after the grace would not come while the watcher is blocked
@@ -157,7 +177,8 @@ class Pool:
                 for pid, w in schedule.alive.items()
             ]
             counts = {"idle": len(schedule.idle), "starting": len(schedule.starting)}
-            counts |= {"busy": sum(1 for w in workers if w[1]), "pending": len(schedule.pending)}
+            pending = len(schedule.pending) + schedule.queued_count()
+            counts |= {"busy": sum(1 for w in workers if w[1]), "pending": pending}
         return (self._zygote.pid if self._zygote else None), workers, counts
 
     def close(self) -> None:
@@ -176,31 +197,6 @@ class Pool:
         return Worker(token, Channel(ours))
 
     # ---- the watcher thread -----------------------------------------------------------------
-
-    def _start(self, worker: Worker, job: Job, *, watcher: bool = False) -> None:
-        """Hand ``job`` to ``worker``, from the caller's thread or (``watcher``) the watch, whose
-        report of the start is delivered after its turn."""
-        if worker.job is not job or worker.eof:
-            return  # its worker died meanwhile, and the job ended with it
-        if job.run is not None:
-            if watcher:
-                self._relay.add(job.call.run_id, _endings.started, job, worker.pid)
-            else:
-                job.run.report_started(job.call, pid=worker.pid)
-        entry = job.entry
-        task_blob = b"" if entry.token in worker.known else entry.blob
-        worker.known.add(entry.token)
-        meta = (
-            job.call.run_id,
-            job.call.attempt,
-            job.call.task_name,
-            _world.for_worker(worker, job.world),
-            dict(job.call.context) or None,  # (what plugins send along: woflo_attempt_context)
-        )
-        try:
-            worker.conn.send_bytes(_wire.pack_job(entry.token, meta, task_blob, job.args_blob))
-        except OSError:
-            pass  # the worker died; its exit report ends the attempt
 
     def _wake(self) -> None:
         try:
@@ -242,6 +238,13 @@ class Pool:
                 self._schedule.plan_spawns(now)
             timeout = self._schedule.next_deadline(now, self.idle_timeout)
             spawns, self._spawn_queue = self._spawn_queue, []
+            cancels, self._cancels = self._cancels, []
+        for worker, seq in cancels:  # (sent after the job: its frame went in an earlier turn)
+            if not worker.eof:
+                try:
+                    worker.conn.send_bytes(_wire.CANCEL.pack(seq))
+                except OSError:
+                    pass
         if timeout is not None and not timeout < _LONGEST_WAIT:  # inf: no deadline at all
             timeout = _LONGEST_WAIT
         try:
@@ -258,9 +261,11 @@ class Pool:
                     return PoolBroken("the worker pool's zygote process died")
             else:  # a worker: and the messages read with it, which a selector cannot see
                 while not key.data.eof:
-                    self._read_worker(key.data)
+                    self.read_worker(key.data)
                     if not key.data.conn.has_message():
                         break
+        if self._refill:
+            self.top_up()
         return None
 
     def _read_zygote(self, zygote: ZygoteLink) -> bool:
@@ -284,101 +289,23 @@ class Pool:
                 else:
                     self._schedule.assign(worker, job)
             if job is not None:
-                self._hand(worker, job)
+                self.hand(worker, job)
         else:
             self._worker_exited(int.from_bytes(token, "little"), value)
         return True
-
-    def _unwatch(self, worker: Worker) -> None:
-        """Stop reading ``worker`` (end of file, or about to close its socket)."""
-        if not worker.eof:
-            worker.eof = True
-            try:
-                self._selector.unregister(worker.conn)
-            except (KeyError, ValueError, OSError):
-                pass
-
-    def _read_worker(self, worker: Worker) -> None:
-        try:
-            kind, duration, blob = _wire.unpack_reply(worker.conn.recv_bytes())
-            if kind == b"l":  # (a record that does not unpickle is a broken worker; a
-                record = remote.loads(blob)  # handler that raises is the caller's, on stderr)
-                job = worker.job
-                key = job.call.run_id if job is not None else record.get("run_id")
-                self._relay.add(key, _endings.emit_log, record)
-                return
-        except (EOFError, OSError):
-            self._unwatch(worker)  # its exit report from the zygote follows
-            return
-        except BaseException as exc:  # a frame that does not unpickle: treat as a crash
-            self._unwatch(worker)
-            killpg(worker.pid, signal.SIGKILL)
-            _endings.internal_error(exc, "unreadable message from a worker; the worker is killed")
-            return
-        self._finish(worker, kind, duration, blob)
-
-    def _finish(self, worker: Worker, kind: bytes, duration: float, blob: memoryview) -> None:
-        job = worker.job
-        if job is None:
-            return
-        if job.killed:  # its report waits for the zygote's word that the worker is dead
-            return
-        outcome = _endings.from_reply(job, kind, duration, blob)
-        del blob
-        now = time.monotonic()
-        with self._lock:
-            worker.job = None
-            self._schedule.release(job)
-            self._schedule.last_finish = now
-            following = None
-            worker.runs += 1
-            retiring = kind.isupper() or (  # it could not undo what the task changed
-                self.max_runs_per_worker is not None and worker.runs >= self.max_runs_per_worker
-            )
-            if worker.kill_at is None and not worker.eof and not retiring:
-                following = self._schedule.next_job()
-                if following is None:
-                    worker.idle_since = now
-                    self._schedule.idle.append(worker)
-                else:
-                    self._schedule.assign(worker, following)
-            elif retiring and worker.kill_at is None:
-                worker.kill_at = now + 3600.0  # never reused; it exits by itself
-        if retiring and not kind.isupper():  # retired by the pool: end of file, and it exits
-            self._unwatch(worker)
-            worker.conn.close()
-        # A small next job goes out first, so the worker starts on it while this result is
-        # delivered (its frame fits in the socket buffer, empty now: the send cannot block). A
-        # large one is sent after the delivery, as a piece of its own: its send can block (a
-        # worker slow to read, or stopped), and this result, already here, must not wait for
-        # that; nor does the watch, which a standby takes over from a send that takes long.
-        early = following is not None and following.frame_size() <= EARLY_SEND
-        if following is not None and early:
-            self._start(worker, following, watcher=True)
-        self._relay.add(job.call.run_id, _endings.report, job, outcome)
-        if following is not None and not early:
-            self._hand(worker, following)
-
-    def _hand(self, worker: Worker, job: Job) -> None:
-        """Hand ``job`` to ``worker`` from the watch: now if small, else as a piece of its
-        run's (a large send can block, and a standby takes over the watch from it)."""
-        if job.frame_size() <= EARLY_SEND:
-            self._start(worker, job, watcher=True)
-        else:
-            self._relay.add(job.call.run_id, self._start, worker, job)
 
     def _worker_exited(self, pid: int, exitcode: int) -> None:
         worker = self._schedule.alive.get(pid)
         if worker is None:
             return
         # Everything the worker wrote before it died is still in the socket: read it first.
-        while not worker.eof and worker.job is not None:
+        while not worker.eof and (worker.job is not None or worker.queued):
             try:
                 if not worker.conn.poll(0):
                     break
             except OSError:
                 break
-            self._read_worker(worker)
+            self.read_worker(worker)
         with self._lock:
             self._schedule.alive.pop(pid, None)
             if worker in self._schedule.idle:
@@ -387,9 +314,13 @@ class Pool:
             worker.job = None
             if job is not None:
                 self._schedule.release(job)
+            self._schedule.take_back(worker)  # never started: they go to another worker
+            handed = self._schedule.dispatch()
             self._schedule.plan_spawns(time.monotonic())
-        self._unwatch(worker)
+        self.unwatch(worker)
         worker.conn.close()
+        for other, pending in handed:
+            self.hand(other, pending)
         if job is None:
             return
         error = _endings.stopped(job) if job.killed else _endings.crashed(job, pid, exitcode)
@@ -414,7 +345,7 @@ class Pool:
         for worker in escalate:
             killpg(worker.pid, signal.SIGKILL)
         for worker in retire:
-            self._unwatch(worker)
+            self.unwatch(worker)
             worker.conn.close()  # end of file: the worker exits on its own
 
     def _break(self, error: BaseException) -> None:
@@ -437,6 +368,7 @@ class Pool:
             killpg(worker.pid, signal.SIGKILL)
             if worker.job is not None:
                 jobs.append(worker.job)
+            jobs.extend(job for job in worker.queued if not job.killed)
             worker.conn.close()
         for worker in starting:
             worker.conn.close()

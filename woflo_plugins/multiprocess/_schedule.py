@@ -28,14 +28,34 @@ MAX_STARTING = 4
 """Most workers starting at once."""
 
 
+PREFETCH_SHORT = 0.002
+"""Seconds: only jobs of a task whose attempts take less (on average, lately) are queued on
+a busy worker, and only behind such a job."""
+PREFETCH_TIME = 0.005
+"""Seconds of expected work queued on a busy worker at most (and ``prefetch`` jobs)."""
+PREFETCH_BYTES = 64 * 1024
+"""Bytes of job frames queued on a busy worker at most (the socket takes them at once)."""
+
+
 class TaskEntry:
     """A task pickled once for the workers, with the token they know it by."""
 
-    __slots__ = ("blob", "token")
+    __slots__ = ("blob", "recent", "token")
 
     def __init__(self, token: bytes, blob: bytes):
         self.token = token
         self.blob = blob
+        self.recent: float | None = None  # its attempts' recent duration (a moving average)
+
+    def took(self, duration: float) -> None:
+        """Note an attempt's duration."""
+        recent = self.recent
+        self.recent = duration if recent is None else 0.75 * recent + 0.25 * duration
+
+    def short(self) -> bool:
+        """Whether its attempts are short lately (its jobs may be queued on a busy worker)."""
+        recent = self.recent
+        return recent is not None and recent < PREFETCH_SHORT
 
 
 class Job:
@@ -48,7 +68,10 @@ class Job:
         "entry",
         "killed",
         "limit",
+        "queued_size",
+        "queued_work",
         "run",
+        "seq",
         "worker",
         "world",
     )
@@ -71,10 +94,15 @@ class Job:
         self.worker: Worker | None = None
         self.enqueued = 0.0
         self.killed = False
+        self.seq = 0  # set when sent queued: the number the worker announces it by
+        self.queued_size = 0  # its frame's size and expected work as counted when queued
+        self.queued_work = 0.0
 
-    def frame_size(self) -> int:
-        """An upper bound of the size of the frame that hands this job to a worker."""
-        return len(self.args_blob) + len(self.entry.blob) + 4 * len(self.call.task_name) + 256
+    def frame_size(self, known: bool = False) -> int:
+        """An upper bound of the size of the frame that hands this job to a worker (``known``:
+        one that has the task already)."""
+        task = 0 if known else len(self.entry.blob)
+        return len(self.args_blob) + task + 4 * len(self.call.task_name) + 256
 
 
 class Worker:
@@ -89,6 +117,9 @@ class Worker:
         "kill_at",
         "known",
         "pid",
+        "queued",
+        "queued_bytes",
+        "queued_work",
         "runs",
         "token",
         "world",
@@ -100,7 +131,10 @@ class Worker:
         self.world: tuple[str | None, int] = (None, 0)  # the caller's it last got
         self.conn = conn
         self.pid = 0
-        self.job: Job | None = None
+        self.job: Job | None = None  # the job it runs (or will run: sent while it was idle)
+        self.queued: collections.deque[Job] = collections.deque()  # sent, not announced
+        self.queued_bytes = 0  # their frames' sizes, and their expected work (seconds)
+        self.queued_work = 0.0
         self.known: set[bytes] = set()
         self.idle_since = 0.0
         self.kill_at: float | None = None
@@ -117,6 +151,7 @@ class Schedule:
         *,
         max_workers: int | None,
         eager: int | None = None,
+        prefetch: int = 0,
     ) -> None:
         self._new_worker = new_worker
         self.max_workers = max_workers
@@ -128,6 +163,8 @@ class Schedule:
         self.running: collections.Counter[int] = collections.Counter()
         self.limited_pending = 0  # pending jobs with a max_concurrency: only they need a scan
         self.last_finish = 0.0
+        self.prefetch = prefetch
+        self._seq = 0
 
     def allowed(self, job: Job) -> bool:
         """Whether ``job``'s task may run one more attempt now (its ``max_concurrency``)."""
@@ -161,6 +198,105 @@ class Schedule:
         self.running[key] -= 1
         if not self.running[key]:
             del self.running[key]
+
+    def take_back(self, worker: Worker) -> None:
+        """Put the jobs queued on ``worker``, which will not start them (it died, or retires),
+        back at the head of the queue in their order: they never ran. Cancelled ones (their
+        runs ended when stopped) are dropped."""
+        jobs = list(worker.queued)
+        worker.queued.clear()
+        worker.queued_bytes, worker.queued_work = 0, 0.0
+        for job in reversed(jobs):
+            self.release(job)
+            if not job.killed:
+                self.pending.appendleft(job)
+                self.limited_pending += job.limit is not None
+
+    def dispatch(self) -> list[tuple[Worker, Job]]:
+        """Idle workers paired with jobs waiting that may run (jobs put back in the queue)."""
+        pairs = []
+        while self.idle and self.pending:
+            job = self.next_job()
+            if job is None:
+                break
+            worker = self.idle.pop()
+            self.assign(worker, job)
+            pairs.append((worker, job))
+        return pairs
+
+    def promote(self, worker: Worker, seq: int) -> Job | None:
+        """The queued job ``worker`` announced it starts (``seq``) is its job now; ``None``
+        if that is not the job at the head of its queue (a broken worker)."""
+        if not worker.queued or worker.queued[0].seq != seq or worker.job is not None:
+            return None
+        job = worker.job = worker.queued.popleft()
+        self._unqueue(worker, job)
+        return job
+
+    def skipped(self, worker: Worker, seq: int) -> Job | None:
+        """A queued job ``worker`` will never start (cancelled, or given back because the job
+        before it runs long), out of its queue: back at the head of the queue unless stopped."""
+        for job in worker.queued:
+            if job.seq == seq:
+                worker.queued.remove(job)
+                self._unqueue(worker, job)
+                self.release(job)
+                if not job.killed:
+                    self.pending.appendleft(job)
+                    self.limited_pending += job.limit is not None
+                    if worker.job is not None:  # it runs long: queue nothing behind its task
+                        worker.job.entry.recent = PREFETCH_SHORT * 2
+                return job
+        return None
+
+    def to_queue(self, worker: Worker, *, max_runs: int | None) -> list[Job]:
+        """Jobs to send ``worker``, busy with a short job, to run after it (prefetch): from the
+        head of the queue, while they are short, small and not capped by ``max_concurrency``,
+        up to :data:`PREFETCH_TIME` of expected work, :data:`PREFETCH_BYTES` and ``prefetch``
+        jobs. ``worker`` must have a job; they are assigned to it, numbered, and queued."""
+        if not self.pending or self.idle or worker.kill_at is not None or worker.eof:
+            return []
+        current = worker.queued[-1] if worker.queued else worker.job
+        if current is None or not current.entry.short():
+            return []
+        room = self.prefetch - len(worker.queued)
+        if max_runs is not None:
+            room = min(room, max_runs - worker.runs - 1 - len(worker.queued))
+        taken: list[Job] = []
+        pending, known = self.pending, worker.known
+        size, work = worker.queued_bytes, worker.queued_work
+        while pending and len(taken) < room:
+            job = pending[0]
+            recent = job.entry.recent
+            if job.limit is not None or recent is None or recent >= PREFETCH_SHORT:
+                break
+            job.queued_size = job.frame_size(job.entry.token in known)
+            if size + job.queued_size > PREFETCH_BYTES or (work + recent > PREFETCH_TIME and size):
+                break
+            size += job.queued_size
+            work += recent
+            job.queued_work = recent
+            pending.popleft()
+            job.worker = worker
+            self.running[id(job.entry)] += 1
+            self._seq += 1
+            job.seq = self._seq
+            worker.queued.append(job)
+            taken.append(job)
+        worker.queued_bytes, worker.queued_work = size, work
+        return taken
+
+    @staticmethod
+    def _unqueue(worker: Worker, job: Job) -> None:
+        """``job`` leaves ``worker``'s queue (the caller took it out)."""
+        worker.queued_bytes -= job.queued_size
+        worker.queued_work -= job.queued_work
+        if not worker.queued:
+            worker.queued_bytes, worker.queued_work = 0, 0.0
+
+    def queued_count(self) -> int:
+        """Jobs queued on busy workers, not started yet."""
+        return sum(len(w.queued) for w in self.alive.values())
 
     def next_job(self) -> Job | None:
         """Take the oldest waiting job allowed to run, if any."""

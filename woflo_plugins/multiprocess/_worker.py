@@ -3,10 +3,20 @@
 Messages (one length-prefixed frame each, see ``_wire.pack_job``/``pack_reply``)::
 
     caller -> worker   job: task token, (run_id, attempt, task_name), the pickled task (only
-                       the first time this worker sees it), the pickled arguments
+                       the first time this worker sees it), the pickled arguments; its
+                       sequence number, and whether it is *queued* (sent while the worker
+                       was busy with another)
+                       cancel: the sequence number of a queued job not to start
     worker -> caller   b"l": a log record                     any number, as they happen
                        b"o": duration, the pickled value      one per attempt, or
                        b"e": duration, the packed exception
+                       b"s": a queued job starts now          (if not announced by a reply)
+                       b"k": a queued job was cancelled in time, and never starts
+
+A queued job starts only once the caller was told: a result names the queued job that the
+worker starts next (its sequence number; 0 for none), or a b"s" goes first. The caller so
+always knows which job a worker runs (to stop it, or to say it crashed with it), and a cancel
+that reaches the worker before the announcement means the job never runs.
 
 The loop ends (and the process exits 0) when the caller closes the socket, or after a reply
 in upper case (``b"O"``, ``b"E"``): the attempt changed the process in a way that cannot be put
@@ -26,6 +36,7 @@ from typing import Any
 from woflo import TaskCall, remote
 from woflo_plugins.multiprocess import _lines, _wire, _world
 from woflo_plugins.multiprocess._channel import Channel
+from woflo_plugins.multiprocess._inbox import Inbox, absorb
 from woflo_plugins.multiprocess._zygote import reaped
 
 
@@ -33,9 +44,12 @@ def serve(conn: Channel, log_level: int) -> int:
     """Execute attempts sent on ``conn`` until it closes; return the exit status."""
     lock = threading.Lock()
 
-    def send(frame: bytes) -> None:
+    def send(*frames: bytes) -> None:
         with lock:
-            conn.send_bytes(frame)
+            if len(frames) == 1:
+                conn.send_bytes(frames[0])
+            else:
+                conn.send_many(list(frames))
 
     def send_log(record: bytes) -> None:
         send(_wire.pack_reply(b"l", 0.0, record))
@@ -44,23 +58,32 @@ def serve(conn: Channel, log_level: int) -> int:
     _lines.install()  # whole lines on the stdout and stderr the workers share
 
     tasks: dict[bytes, Any] = {}
+    unloaded: dict[bytes, bytes] = {}  # tasks that came with a job that did not run
     keep: list[Any] = []
     sandbox = _world.Sandbox()
+    inbox = Inbox(conn, send)
     while True:
         try:
-            frame = conn.recv_bytes()
+            frame = inbox.next_job()
         except (EOFError, OSError):
             return 0
+        for other in inbox.not_run:  # jobs that did not run: what they brought still counts
+            sandbox.leave(sandbox.enter(absorb(other, tasks, unloaded)))
+        inbox.not_run.clear()
         token, meta, task_blob, args_blob = _wire.unpack_job(frame)
         run_id, attempt, task_name, world, context = meta
         saved = sandbox.enter(world)
+        duration = 0.0
+        inbox.attempt_starts(_wire.job_header(frame)[1])
         try:
             if task_blob:
                 tasks[token] = remote.load_part(task_blob, "the task", task_name)
+            elif token in unloaded:
+                tasks[token] = remote.load_part(unloaded.pop(token), "the task", task_name)
             task = tasks[token]
             args, kwargs = remote.load_part(args_blob, "the arguments", task_name)
         except BaseException as exc:
-            reply = _wire.pack_reply(b"e", 0.0, remote.dump_exception(exc))
+            kind, payload = b"e", remote.dump_exception(exc)
         else:
             call = TaskCall(task_name, run_id, attempt, task.fn, args, kwargs, context or {})
             outcome = remote.execute(task, call)
@@ -69,26 +92,36 @@ def serve(conn: Channel, log_level: int) -> int:
             keep.extend((args, kwargs, call, outcome))
             del args, kwargs, call
             ok, payload, duration = remote.pack_outcome(outcome, task_name)
-            reply = _wire.pack_reply(b"o" if ok else b"e", duration, payload)
-            del outcome, payload
+            kind = b"o" if ok else b"e"
+            del outcome
+        inbox.attempt_ends()
         sandbox.leave(saved)
-        if sandbox.retire:  # something the task changed cannot be put back: this one ends
-            reply = reply[:1].upper() + reply[1:]
         del frame, task_blob, args_blob
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except Exception:
                 pass
+        replies: list[bytes] = []
+        if sandbox.retire:  # something the task changed cannot be put back: this one ends
+            kind = kind.upper()
+            inbox.announced = 0
+        else:  # the queued job that starts next, announced with this reply
+            replies = inbox.announce(look=duration > ANNOUNCE_LOOK)
         try:
-            send(reply)
+            send(*replies, _wire.pack_reply(kind, duration, payload, inbox.announced))
         except OSError:
             return 0
-        del reply
+        del payload, replies
         keep.clear()
         _reap_orphans()
         if sandbox.retire:
             return 0
+
+
+ANNOUNCE_LOOK = 0.001
+"""After an attempt this long (seconds), look for cancels before announcing the next job even
+when one is at hand (the caller may have cancelled it meanwhile)."""
 
 
 def _reap_orphans() -> None:

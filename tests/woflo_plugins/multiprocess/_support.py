@@ -149,6 +149,17 @@ def hold(gate: Path, name: str) -> int:
 held = task(hold)
 
 
+def step(gate: Path, name: str, hold_it: bool) -> int:
+    """Quick: note ``<name>.ran`` in ``gate`` and return the pid; ``hold_it``: :func:`hold`."""
+    if hold_it:
+        return hold(gate, name)
+    _write_atomic(gate / f"{name}.ran", str(os.getpid()))
+    return os.getpid()
+
+
+stepped = task(step)
+
+
 @task(max_concurrency=1)
 def held_one_at_a_time(gate: Path, name: str) -> int:
     return hold(gate, name)
