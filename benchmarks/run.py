@@ -282,6 +282,36 @@ def cold_start(systems: Systems) -> dict[str, System]:
     }
 
 
+_SCRIPTS = {
+    "woflo": "import woflo\nfrom _tasks import noop\nwoflo.task(noop)(1).get_result()",
+    "ProcessPoolExecutor": "import concurrent.futures as cf\nfrom _tasks import noop\n"
+    "with cf.ProcessPoolExecutor() as ex:\n    ex.submit(noop, 1).result()",
+    "multiprocessing.Pool": "import multiprocessing as mp\nfrom _tasks import noop\n"
+    "with mp.Pool() as p:\n    p.apply_async(noop, (1,)).get()",
+    "python -c pass (floor)": "pass",
+}
+
+
+def cold_script(systems: Systems) -> dict[str, System]:
+    """a whole script, from the interpreter's start to its exit: seconds."""
+
+    def make(script: str) -> System:
+        def measure() -> float:
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", script],
+                cwd=HERE,
+                check=True,
+                timeout=120,
+                capture_output=True,
+            )
+            return time.perf_counter() - start
+
+        return measure
+
+    return {name: make(script) for name, script in _SCRIPTS.items()}
+
+
 _IMPORTS = {
     "woflo": "woflo",
     "pluggy (woflo's floor)": "pluggy",
@@ -584,6 +614,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             1000000.0,
         ),
         ("cold", "cold start: first result in a fresh process (ms)", lambda: cold_start(s), 1000.0),
+        (
+            "cold",
+            "cold script: a whole script making a pool, one call, exit (ms)",
+            lambda: cold_script(s),
+            1000.0,
+        ),
         (
             "sleepers",
             f"10 tasks sleeping {0.2 if quick else 1} s, all at once (s)",

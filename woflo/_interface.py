@@ -22,6 +22,16 @@ class RunnerMethods:
         missing and how to get it (for example an extra to install).
         """
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Start, in the background, what the first call will need (optional).
+
+        Called when a task using the runner is decorated in a program's main module
+        (``__main__``: a script, ``python -c``, a notebook), never in woflo's own worker
+        processes. It must return at once, and what it starts must not keep the program alive
+        (the multiprocess runner starts its pool here, as ``multiprocessing.Pool()`` does).
+        """
+
     def prepare(self) -> None:
         """Check and prepare the call in the caller, before the run starts (optional).
 

@@ -81,6 +81,11 @@ _capture: contextvars.ContextVar[tuple[Callable[[bytes], object], dict[str, Any]
 )
 
 
+def is_dedicated_worker() -> bool:
+    """Whether this process was given over to running attempts (:func:`init_worker`)."""
+    return _dedicated is not None
+
+
 def init_worker(
     *, log_level: int | None = None, emit: Callable[[bytes], object] | None = None
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from woflo._compose import map_runs
+from woflo._logroute import is_dedicated_worker
 from woflo._rules import check_not_loading
 from woflo._run import BaseTaskRun, start_run
 from woflo._types import CORE_OPTIONS
@@ -68,6 +69,11 @@ class Task(Generic[P, R]):
         self._system: PluginSystem = system
         self.runner = _resolve_runner(runner, system, self.name)
         self.runner.check_available()
+        if _in_main_module():
+            try:
+                self.runner.warm_up()
+            except Exception:  # a warm-up is a head start only: the first call does it too
+                pass
         self._runner_arg = runner
         self.options = types.MappingProxyType(
             _check_options(options, system, f"task {self.name!r}", self.runner)
@@ -214,6 +220,21 @@ def _check_name(name: object, fn: Callable[..., Any]) -> str:
     if not isinstance(name, str) or not name:
         raise OptionTypeError(f"name= takes a non-empty string, not {name!r}")
     return name
+
+
+def _in_main_module() -> bool:
+    """Whether the code making this task is the program's main module (outside this module's
+    own frames), in a process that is not one of woflo's workers."""
+    import inspect
+
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return (
+        frame is not None
+        and frame.f_globals.get("__name__") == "__main__"
+        and not is_dedicated_worker()
+    )
 
 
 def _refuse_async_generator(fn: Callable[..., Any]) -> None:

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from woflo import BaseTaskRun, TaskCall, TaskOption, hookimpl, remote
 from woflo.errors import PoolBroken
 from woflo.options import check, from_env, seconds, whole_number
+from woflo.plugins import background_thread
 from woflo_plugins.multiprocess import _world
 
 __all__ = [
@@ -195,6 +196,13 @@ def _get_pool() -> Any:
     return pool
 
 
+def _warm_up() -> None:
+    try:
+        _get_pool()
+    except Exception:  # a bad setting, say: the first call says so, where it can be seen
+        pass
+
+
 def _forget_pool_in_child() -> None:  # a fork of the caller must not share its pool
     global _the_pool, _pool_lock
     _the_pool = None
@@ -217,6 +225,13 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
     """Runs every attempt in a warm worker process; calling the task never blocks."""
 
     name = "multiprocess"
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Start the pool (its zygote) in the background: a task decorated in a script's main
+        module is about to be called, and the first call then finds it starting or ready."""
+        if _the_pool is None:
+            background_thread(_warm_up, "woflo-warm-up").start()
 
     def prepare(self) -> None:
         """Start the pool (on the first call, while we pickle) and pickle the call: a task or
