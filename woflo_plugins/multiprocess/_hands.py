@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from woflo import remote
+from woflo import Outcome, remote
 from woflo_plugins.multiprocess import _endings, _wire, _world
 from woflo_plugins.multiprocess._link import killpg
 from woflo_plugins.multiprocess._relay import Relay
@@ -116,7 +116,18 @@ class Hands:
         """A result: report it; the worker's next job is the queued one it announced
         (``seq``), else one from the queue, and short jobs are queued behind it."""
         job = worker.job
-        if job is None or job.killed:  # killed: its report waits for the worker's exit
+        if job is None:
+            return
+        if job.killed:  # its report waits for the worker's exit; a job it announced started
+            if seq:  # (it ends with the worker: it did start, and it is reported so)
+                with self._lock:
+                    worker.job = None
+                    self._schedule.release(job)
+                    promoted = self._schedule.promote(worker, seq)
+                if promoted is not None:
+                    self._started(worker, promoted)
+                stopped = Outcome(error=_endings.stopped(job))
+                self._relay.add(job.call.run_id, _endings.report, job, stopped)
             return
         outcome = _endings.from_reply(job, kind, duration, blob)
         del blob

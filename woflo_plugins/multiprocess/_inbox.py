@@ -132,8 +132,9 @@ class Inbox:
                 self._cond.notify()
 
     def attempt_ends(self) -> None:
-        """The attempt is over (and the helper, if it was giving jobs back, is done)."""
-        if self._armed:
+        """The attempt is over (and the helper, if it was giving jobs back, is done: it reads
+        the socket then, which this thread does next)."""
+        if self._helper is not None:
             with self._cond:
                 self._armed = False
 
