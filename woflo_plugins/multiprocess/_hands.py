@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from woflo import Outcome, remote
+from woflo import remote
 from woflo_plugins.multiprocess import _endings, _wire, _world
 from woflo_plugins.multiprocess._link import killpg
 from woflo_plugins.multiprocess._relay import Relay
@@ -118,16 +118,10 @@ class Hands:
         job = worker.job
         if job is None:
             return
-        if job.killed:  # its report waits for the worker's exit; a job it announced started
-            if seq:  # (it ends with the worker: it did start, and it is reported so)
-                with self._lock:
-                    worker.job = None
-                    self._schedule.release(job)
-                    promoted = self._schedule.promote(worker, seq)
-                if promoted is not None:
-                    self._started(worker, promoted)
-                stopped = Outcome(error=_endings.stopped(job))
-                self._relay.add(job.call.run_id, _endings.report, job, stopped)
+        if job.killed:  # its report waits for the worker's exit; the queued jobs go back
+            # to the queue then, the one this result may announce too: it may have begun in
+            # the moment before the signal landed (the attempt ended as it was killed), and
+            # it runs again elsewhere rather than end crashed for another run's stop
             return
         outcome = _endings.from_reply(job, kind, duration, blob)
         del blob
