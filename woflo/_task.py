@@ -225,16 +225,14 @@ def _check_name(name: object, fn: Callable[..., Any]) -> str:
 def _in_main_module() -> bool:
     """Whether the code making this task is the program's main module (outside this module's
     own frames), in a process that is not one of woflo's workers."""
+    if is_dedicated_worker():
+        return False
     import inspect
 
     frame = inspect.currentframe()
     while frame is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
-    return (
-        frame is not None
-        and frame.f_globals.get("__name__") == "__main__"
-        and not is_dedicated_worker()
-    )
+    return frame is not None and frame.f_globals.get("__name__") == "__main__"
 
 
 def _refuse_async_generator(fn: Callable[..., Any]) -> None:

@@ -101,9 +101,9 @@ def configure(
     :param prefetch: most calls queued on a busy worker, behind the one it runs, while calls
         wait and the task's recent attempts took under 2 ms (default 64; ``0``: never). A
         queued call is sent in the same message as others and starts the moment the worker is
-        free; a stopped one never starts; a worker that dies hands its queued calls to
-        another. A call that turns out long holds those queued behind it (at most about 2 ms
-        of expected work).
+        free, up to about 5 ms of expected work per worker; a stopped one never starts; those
+        behind a call that runs 10 ms are given back to run elsewhere; a worker that dies
+        hands its queued calls to another.
     :raises woflo.errors.OptionTypeError: or :class:`~woflo.errors.OptionValueError` for a
         bad value, naming it.
     """

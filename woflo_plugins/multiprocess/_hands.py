@@ -145,13 +145,8 @@ class Hands:
                     worker.kill_at = now + 3600.0  # never reused; it exits by itself
             elif seq:
                 promoted = schedule.promote(worker, seq)
-            elif not worker.queued and worker.kill_at is None and not worker.eof:
-                following = schedule.next_job()
-                if following is None:
-                    worker.idle_since = now
-                    schedule.idle.append(worker)
-                else:
-                    schedule.assign(worker, following)
+            elif self._free(worker):
+                following = schedule.next_for(worker, now)
             # A small next job goes out first, so the worker starts on it while this result
             # is delivered (its frame fits in the socket buffer: the send cannot block), with
             # short jobs queued behind it. A large one is sent after the delivery, as a piece
@@ -203,12 +198,7 @@ class Hands:
             if job is not None and kind == b"s":
                 self._refill[worker] = None
             elif job is not None and self._free(worker):  # it has nothing to do now
-                following = schedule.next_job()
-                if following is None:
-                    worker.idle_since = time.monotonic()
-                    schedule.idle.append(worker)
-                else:
-                    schedule.assign(worker, following)
+                following = schedule.next_for(worker, time.monotonic())
         for other, pending in handed:
             self.hand(other, pending)
         if job is None:
@@ -234,6 +224,15 @@ class Hands:
         with self._lock:
             if worker.kill_at is None:
                 worker.kill_at = time.monotonic() + self.kill_grace
+        self.terminate(worker)
+
+    @staticmethod
+    def terminate(worker: Worker) -> None:
+        """SIGTERM to ``worker``'s process group (the SIGKILL after the grace is the watch's).
+
+        A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
+        continued; the SIGKILL after the grace would not come while the watcher is blocked
+        handing that worker a large job: so SIGCONT too."""
         killpg(worker.pid, signal.SIGTERM)
         killpg(worker.pid, signal.SIGCONT)
 

@@ -44,12 +44,7 @@ class Inbox:
     def pull(self, block: bool) -> None:
         """Take what the caller sent (``block``: wait for one message first)."""
         conn = self._conn
-        if block:
-            frame: bytearray | None = conn.recv_bytes()
-        elif conn.has_message():
-            frame = conn.recv_bytes()
-        else:
-            frame = conn.try_recv()
+        frame = conn.recv_bytes() if block else conn.try_recv()
         while frame is not None:
             if len(frame) == _wire.CANCEL.size:
                 self._skip.add(_wire.CANCEL.unpack(frame)[0])

@@ -160,11 +160,7 @@ class Pool(Hands):
                 self._wake()
             return
         assert worker is not None
-        killpg(worker.pid, signal.SIGTERM)
-        # A stopped worker (SIGSTOP, Ctrl-Z of its group) acts on the SIGTERM only once
-        # continued; the SIGKILL after the grace would not come while the watcher is blocked
-        # handing that worker a large job.
-        killpg(worker.pid, signal.SIGCONT)
+        self.terminate(worker)
         self._wake()
 
     def snapshot(self) -> tuple[int | None, list[tuple[int, Any, Any]], dict[str, int]]:
@@ -282,12 +278,7 @@ class Pool(Hands):
                 self._schedule.last_finish = time.monotonic()  # progress: a worker came up
                 self._schedule.alive[value] = worker
                 self._selector.register(worker.conn, selectors.EVENT_READ, worker)
-                job = self._schedule.next_job()
-                if job is None:
-                    worker.idle_since = time.monotonic()
-                    self._schedule.idle.append(worker)
-                else:
-                    self._schedule.assign(worker, job)
+                job = self._schedule.next_for(worker, time.monotonic())
             if job is not None:
                 self.hand(worker, job)
         else:

@@ -57,6 +57,11 @@ class TaskEntry:
         recent = self.recent
         return recent is not None and recent < PREFETCH_SHORT
 
+    def ran_long(self) -> None:
+        """An attempt ran long enough for the jobs queued behind it to be given back: queue
+        nothing behind this task until its attempts are short again."""
+        self.recent = PREFETCH_SHORT * 2
+
 
 class Job:
     """One attempt to hand to a worker."""
@@ -188,8 +193,22 @@ class Schedule:
     def assign(self, worker: Worker, job: Job) -> None:
         """``worker`` runs ``job`` from now on."""
         worker.job = job
+        self._hold(worker, job)
+
+    def _hold(self, worker: Worker, job: Job) -> None:
+        """``job`` is ``worker``'s, to run now or once the jobs before it are done."""
         job.worker = worker
         self.running[id(job.entry)] += 1
+
+    def next_for(self, worker: Worker, now: float) -> Job | None:
+        """The job ``worker``, free now, runs next (assigned to it), or ``None``: it is idle."""
+        job = self.next_job()
+        if job is None:
+            worker.idle_since = now
+            self.idle.append(worker)
+        else:
+            self.assign(worker, job)
+        return job
 
     def release(self, job: Job) -> None:
         """``job`` no longer runs on its worker."""
@@ -207,10 +226,15 @@ class Schedule:
         worker.queued.clear()
         worker.queued_bytes, worker.queued_work = 0, 0.0
         for job in reversed(jobs):
-            self.release(job)
-            if not job.killed:
-                self.pending.appendleft(job)
-                self.limited_pending += job.limit is not None
+            self._put_back(job)
+
+    def _put_back(self, job: Job) -> None:
+        """A queued job that will not start where it was sent goes back to the head of the
+        queue; a cancelled one (its run ended when stopped) is dropped."""
+        self.release(job)
+        if not job.killed:
+            self.pending.appendleft(job)
+            self.limited_pending += job.limit is not None
 
     def dispatch(self) -> list[tuple[Worker, Job]]:
         """Idle workers paired with jobs waiting that may run (jobs put back in the queue)."""
@@ -240,12 +264,9 @@ class Schedule:
             if job.seq == seq:
                 worker.queued.remove(job)
                 self._unqueue(worker, job)
-                self.release(job)
-                if not job.killed:
-                    self.pending.appendleft(job)
-                    self.limited_pending += job.limit is not None
-                    if worker.job is not None:  # it runs long: queue nothing behind its task
-                        worker.job.entry.recent = PREFETCH_SHORT * 2
+                self._put_back(job)
+                if not job.killed and worker.job is not None:  # given back: it runs long
+                    worker.job.entry.ran_long()
                 return job
         return None
 
@@ -267,9 +288,9 @@ class Schedule:
         size, work = worker.queued_bytes, worker.queued_work
         while pending and len(taken) < room:
             job = pending[0]
-            recent = job.entry.recent
-            if job.limit is not None or recent is None or recent >= PREFETCH_SHORT:
+            if job.limit is not None or not job.entry.short():
                 break
+            recent = job.entry.recent or 0.0  # (known: it is short)
             job.queued_size = job.frame_size(job.entry.token in known)
             if size + job.queued_size > PREFETCH_BYTES or (work + recent > PREFETCH_TIME and size):
                 break
@@ -277,8 +298,7 @@ class Schedule:
             work += recent
             job.queued_work = recent
             pending.popleft()
-            job.worker = worker
-            self.running[id(job.entry)] += 1
+            self._hold(worker, job)
             self._seq += 1
             job.seq = self._seq
             worker.queued.append(job)

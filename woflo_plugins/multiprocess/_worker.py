@@ -104,8 +104,7 @@ def serve(conn: Channel, log_level: int) -> int:
                 pass
         replies: list[bytes] = []
         if sandbox.retire:  # something the task changed cannot be put back: this one ends
-            kind = kind.upper()
-            inbox.announced = 0
+            kind = kind.upper()  # (and it announces nothing: inbox.announced is 0)
         else:  # the queued job that starts next, announced with this reply
             replies = inbox.announce(look=duration > ANNOUNCE_LOOK)
         try:

@@ -27,14 +27,18 @@ def _short_lately(gate: Gate, the_task: Any = stepped) -> None:
 
 
 def _queue_behind_holder(
+    configure: Callable[..., None],
     gate: Gate,
     tmp_path: Path,
     runs: list[Any],
     run_of: dict[str, Any] | None = None,
     the_task: Any = stepped,
 ) -> tuple[Any, Any]:
-    """On a pool of one worker: ``holder`` (held at ``gate``) starts on it, with ``queued``
-    (quick) waiting behind it; both were sent when the call before them ended."""
+    """On a pool of one worker, ``the_task`` short lately: ``holder`` (held at ``gate``)
+    starts on it, with ``queued`` (quick) waiting behind it; both were sent when the call
+    before them ended."""
+    configure(max_workers=1)
+    _short_lately(gate, the_task)
     first_gate = Gate(tmp_path / "first")
     first_gate.path.mkdir()
     first = held(first_gate.path, "first")
@@ -68,11 +72,9 @@ def test_a_queued_call_that_is_stopped_never_runs(
                 stopped.append(run_of["queued"].stop())
 
     run_of: dict[str, Any] = {}
-    configure(max_workers=1)
     plugins.add(StopQueued(), name="stop-queued")
     stepping = task(step)  # (a task made after the plugin was added)
-    _short_lately(gate, stepping)
-    holder, queued = _queue_behind_holder(gate, tmp_path, runs, run_of, stepping)
+    holder, queued = _queue_behind_holder(configure, gate, tmp_path, runs, run_of, stepping)
     assert stopped == [True]
     assert queued.state is RunState.STOPPED
     assert not queued.is_running()
@@ -88,9 +90,7 @@ def test_a_queued_call_that_is_stopped_never_runs(
 def test_a_call_queued_behind_one_that_runs_long_runs_on_another_worker(
     configure: Callable[..., None], gate: Gate, tmp_path: Path, runs: list[Any]
 ) -> None:
-    configure(max_workers=1)
-    _short_lately(gate)
-    holder, queued = _queue_behind_holder(gate, tmp_path, runs)
+    holder, queued = _queue_behind_holder(configure, gate, tmp_path, runs)
     configure(max_workers=2)  # room for a second worker: nothing waits in the pool's queue
     # it does not wait for the holder, which is released only after
     pid = queued.get_result(timeout=TIMEOUT)
@@ -103,9 +103,7 @@ def test_a_call_queued_behind_one_that_runs_long_runs_on_another_worker(
 def test_a_worker_that_dies_hands_its_queued_calls_to_another(
     configure: Callable[..., None], gate: Gate, tmp_path: Path, runs: list[Any]
 ) -> None:
-    configure(max_workers=1)
-    _short_lately(gate)
-    holder, queued = _queue_behind_holder(gate, tmp_path, runs)
+    holder, queued = _queue_behind_holder(configure, gate, tmp_path, runs)
     dead = gate.pid("holder")
     os.kill(dead, signal.SIGKILL)
     with pytest.raises(TaskCrashed):
