@@ -108,15 +108,24 @@ class PluginSystem:
         blocked = set(disabled)
         system = cls.empty()
         seen: dict[str, EntryPoint] = {}
+        known: dict[int, tuple[str | None, str | None]] = {}  # (each metadata parsed once)
+
+        def label(ep: EntryPoint) -> str:
+            name, version = _identity(ep, known)
+            return f"distribution {name} {version}" if ep.dist else "an unknown distribution"
+
         # woflo's own first, whatever the order of sys.path: a clash then names the third-party
         # plugin, and third-party decisions (registered later, so called first) win over ours
-        found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_builtin(ep))
+        found = sorted(
+            entry_points(group=ENTRY_POINT_GROUP),
+            key=lambda ep: _identity(ep, known)[0] != "woflo",
+        )
         for ep in found:
             if ep.name in seen:
                 if seen[ep.name].value != ep.value:
                     raise PluginError(
                         f"two woflo plugins are named {ep.name!r}: {seen[ep.name].value!r} from "
-                        f"{_dist_label(seen[ep.name])} and {ep.value!r} from {_dist_label(ep)}; "
+                        f"{label(seen[ep.name])} and {ep.value!r} from {label(ep)}; "
                         "uninstall one of the distributions"
                     )
                 continue
@@ -129,15 +138,15 @@ class PluginSystem:
             except Exception as exc:
                 raise PluginError(
                     f"woflo plugin {ep.name!r} (entry point {ep.value!r} from "
-                    f"{_dist_label(ep)}) failed to import: {type(exc).__name__}: {exc}. "
+                    f"{label(ep)}) failed to import: {type(exc).__name__}: {exc}. "
                     f"{_how_to_disable(ep.name)}"
                 ) from exc
-            dist = ep.dist
+            distribution, version = _identity(ep, known)
             system.add(
                 plugin,
                 name=ep.name,
-                distribution=dist.metadata["Name"] if dist else None,
-                version=dist.version if dist else None,
+                distribution=distribution,
+                version=version,
                 entry_point=ep.value,
             )
         system.check()
@@ -380,17 +389,20 @@ def _disabled_from_env() -> set[str]:
     return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
 
 
-def _is_builtin(ep: EntryPoint) -> bool:
-    return ep.dist is not None and ep.dist.metadata["Name"] == "woflo"
-
-
-def _dist_label(ep: EntryPoint) -> str:
+def _identity(
+    ep: EntryPoint, known: dict[int, tuple[str | None, str | None]]
+) -> tuple[str | None, str | None]:
+    """The name and version of the distribution ``ep`` comes from (``None``s if unknown), its
+    metadata parsed once per distribution (``known``: by the id of the distribution object,
+    which every entry point of that distribution shares)."""
     dist = ep.dist
-    return (
-        f"distribution {dist.metadata['Name']} {dist.version}"
-        if dist
-        else "an unknown distribution"
-    )
+    if dist is None:
+        return None, None
+    answer = known.get(id(dist))
+    if answer is None:
+        metadata = dist.metadata
+        answer = known[id(dist)] = (metadata["Name"], metadata["Version"])
+    return answer
 
 
 def _origin(name: str | None, entry_point: str | None, distribution: str | None) -> str:

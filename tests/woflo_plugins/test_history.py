@@ -265,6 +265,36 @@ def test_runs_finishing_at_exit_are_flushed(tmp_path: Path) -> None:
     assert {r["state"] for r in rows} == {"completed"}
 
 
+def test_a_flush_does_not_wait_for_the_batch_to_gather(
+    history_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the writer lets a batch gather for a while (runs first); a flush (at exit, say) ends
+    # that at once: with a window of an hour, the flush still answers
+    monkeypatch.setattr(recording, "BATCH_WINDOW", 3600.0)
+    here = task(runner=SequentialTaskRun, name="here")(add.fn)
+    here(1, 2)
+    assert recording.flush(TIMEOUT)
+    later = here(3, 4)
+    _writer_gathering()
+    assert recording.flush(TIMEOUT)
+    assert later.run_id in {row["run_id"] for row in history.runs()}
+
+
+def _writer_gathering() -> None:
+    """Return once the history writer waits for its batch to gather (seen in its stack)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:  # (earlier tests' writers, reset, wait for nothing)
+        frames = sys._current_frames()
+        for writer in threading.enumerate():
+            frame = frames.get(writer.ident or 0) if writer.name == "woflo-history" else None
+            while frame is not None and frame.f_code.co_name != "_gathering":
+                frame = frame.f_back
+            if frame is not None:
+                return
+        time.sleep(0.001)
+    raise AssertionError("the history writer never gathered a batch")
+
+
 def test_a_killed_program_loses_at_most_the_batch_being_gathered(tmp_path: Path) -> None:
     """SIGKILL right after a burst of runs: what was written stays (WAL, committed batches),
     and the database opens and reads fine afterwards."""

@@ -89,6 +89,7 @@ class _Recorder:
         self.shown: dict[str, tuple[RunState, int]] = {}  # what the database says of them
         self.wake = threading.Event()
         self.idle = threading.Event()
+        self.hurry = threading.Event()  # (a flush asked: the batch gathering is written now)
         self.idle.set()
         self.awake = False  # ``wake`` is set (a plain flag: cheaper to read on the call path)
         self.lock = threading.Lock()
@@ -130,14 +131,14 @@ class _Recorder:
             if self.thread is not None:
                 return
             import atexit
-            import json
-            import socket
 
+            # as of the first run; made the store's row (JSON, the host) by the writer: off
+            # the first call's path
             self.program = (
                 os.urandom(8).hex(),
-                json.dumps(sys.argv),
+                list(sys.argv),
                 os.getpid(),
-                socket.gethostname(),
+                None,
                 os.getcwd(),
                 time.time(),
             )
@@ -156,14 +157,19 @@ class _Recorder:
             ticket = self.flushes
             self.awake = True
             self.wake.set()
+            self.hurry.set()
             return self.asked.wait_for(lambda: self.flushed >= ticket, timeout)
 
     def _write_forever(self) -> None:
+        import json
+        import socket
+
         from woflo import history
 
         connection = None
-        program = self.program
-        assert program is not None  # (set before the thread starts)
+        assert self.program is not None  # (set before the thread starts)
+        key, argv, pid, _host, cwd, started = self.program
+        program = (key, json.dumps(argv), pid, socket.gethostname(), cwd, started)
         while True:
             self.wake.wait(HOLD if self.live else None)
             self._gathering()
@@ -210,13 +216,15 @@ class _Recorder:
 
     def _gathering(self) -> None:
         """Let a batch gather: while events keep coming, for up to :data:`MAX_DELAY` seconds,
-        so that a busy program's runs do not share their process with writes (sleeps on a
-        clock: the writer waits for no one's signal here)."""
+        so that a busy program's runs do not share their process with writes (on a clock: the
+        runs' events never wake the writer here; a :meth:`flush` does, at exit say)."""
         failed, ended, live = self.failed, self.ended, self.live
         until = time.monotonic() + MAX_DELAY
         seen = -1
+        self.hurry.clear()  # (then the count: a flush asked since is seen either way)
         while self.flushed >= self.flushes:
-            time.sleep(BATCH_WINDOW)
+            if self.hurry.wait(BATCH_WINDOW):
+                return
             ended_runs = len(ended) // store.ENDED_FIELDS
             if ended_runs + len(failed) >= MAX_EVENTS or time.monotonic() >= until:
                 return

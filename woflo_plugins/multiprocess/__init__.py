@@ -198,7 +198,7 @@ def _get_pool() -> Any:
 
 def _warm_up() -> None:
     try:
-        _get_pool()
+        _get_pool().warm()
     except Exception:  # a bad setting, say: the first call says so, where it can be seen
         pass
 

@@ -177,6 +177,14 @@ class Pool(Hands):
             counts |= {"busy": sum(1 for w in workers if w[1]), "pending": pending}
         return (self._zygote.pid if self._zygote else None), workers, counts
 
+    def warm(self) -> None:
+        """Start one worker now, before any job (when none is alive or starting): the first
+        call then finds it ready. It retires after ``idle_timeout`` like any idle worker."""
+        with self._lock:
+            started = not self._closed and self._schedule.spare() is not None
+        if started:
+            self._wake()
+
     def close(self) -> None:
         """Stop the workers and the zygote; jobs still pending or running end stopped."""
         with self._lock:

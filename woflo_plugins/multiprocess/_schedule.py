@@ -339,6 +339,15 @@ class Schedule:
                 count += 1
         return count
 
+    def spare(self) -> Worker | None:
+        """A worker to start while no job waits (the first, warming up), when none is alive
+        or starting and the cap allows one; ``None`` otherwise."""
+        if self.alive or self.starting or self.max_workers == 0:
+            return None
+        worker = self._new_worker()
+        self.starting[worker.token] = worker
+        return worker
+
     def plan_spawns(self, now: float, *, watcher: bool = False) -> list[Worker]:
         """Decide which workers to start for the jobs waiting; return them (new, starting).
 

@@ -27,7 +27,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 RECORD = struct.Struct("=c8sq")  # kind, token / pid, value
 SPAWN = struct.Struct("=c8s")
@@ -154,7 +154,6 @@ def main() -> None:
         # SIGTERM at its death), or told to end: kill every worker's tree, and leave quietly.
         if terminated or not _reap(ctl, children):
             _leave(ctl, children)
-            return
         if ctl in readable:
             try:
                 data, fds = _recv_exact(ctl, SPAWN.size)
@@ -164,7 +163,6 @@ def main() -> None:
                 for fd in fds:
                     os.close(fd)
                 _leave(ctl, children)
-                return
             _kind, token = SPAWN.unpack(data)
             # SIGTERM blocked across the fork: the child resets the zygote's handler first,
             # then takes a SIGTERM that came meanwhile with the default action (it dies)
@@ -185,7 +183,6 @@ def main() -> None:
                 ctl.sendall(RECORD.pack(b"P", token, pid))
             except OSError:
                 _leave(ctl, children)
-                return
 
 
 def reaped() -> Iterator[tuple[int, int]]:
@@ -200,9 +197,17 @@ def reaped() -> Iterator[tuple[int, int]]:
         yield pid, status
 
 
-def _leave(ctl: socket.socket, children: set[int]) -> None:
+def _leave(ctl: socket.socket, children: set[int]) -> NoReturn:
+    """Kill every worker's tree and exit at once: nothing is left to tear down, and a caller
+    reading a pipe this process shares (``subprocess.run(capture_output=True)``) gets its end
+    of file now, not after an interpreter's finalization."""
     _shutdown(children)
     ctl.close()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(0)
 
 
 def _reap(ctl: socket.socket, children: set[int]) -> bool:

@@ -1,6 +1,7 @@
 """The pool starts when a script's main module decorates a task (``BaseTaskRun.warm_up``), as
-``multiprocessing.Pool()`` starts its workers when made: the first call finds it starting or
-ready. A module that is only imported starts nothing, nor does a bad setting fail there."""
+``multiprocessing.Pool()`` starts its workers when made: its zygote and one worker, so the
+first call finds them starting or ready. A module that is only imported starts nothing, nor
+does a bad setting fail there."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from pathlib import Path
 
 from tests.woflo_plugins.multiprocess._support import run_script
 
-WAIT_FOR_THE_ZYGOTE = """
-import time
+WAIT_FOR_A_WORKER = """
+import os, time
 import woflo_plugins.multiprocess as mp
 deadline = time.monotonic() + 20
-while (mp.status() is None or mp.status().zygote_pid is None) and time.monotonic() < deadline:
+while (mp.status() is None or not mp.status().workers) and time.monotonic() < deadline:
     time.sleep(0.005)
-print("zygote up before any call:", mp.status() is not None and mp.status().zygote_pid is not None)
+status = mp.status()
+print("zygote up before any call:", status is not None and status.zygote_pid is not None)
+print("workers before any call:", [w.run_id for w in status.workers])
 """
 
 
@@ -23,12 +26,19 @@ def test_a_task_decorated_in_the_main_module_starts_the_pool(tmp_path: Path) -> 
     script = tmp_path / "script.py"
     script.write_text(
         "from woflo import task\n\n@task\ndef double(x):\n    return 2 * x\n"
-        + WAIT_FOR_THE_ZYGOTE
-        + "print(double(21).get_result(timeout=20))\n"
+        + WAIT_FOR_A_WORKER
+        + "run = double(21)\n"
+        + "print(run.get_result(timeout=20))\n"
+        + "print('ran on the warm worker:', run.attempt_pid == status.workers[0].pid)\n"
     )
     proc = run_script(script)
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout.splitlines() == ["zygote up before any call: True", "42"]
+    assert proc.stdout.splitlines() == [
+        "zygote up before any call: True",
+        "workers before any call: [None]",
+        "42",
+        "ran on the warm worker: True",
+    ]
 
 
 def test_a_task_in_an_imported_module_starts_nothing(tmp_path: Path) -> None:
