@@ -221,6 +221,43 @@ def test_an_unusable_store_never_breaks_a_run_and_woflo_runs_says_why(tmp_path: 
 
 
 @pytest.mark.slow
+def test_a_batch_of_many_runs_keeps_each_runs_own_row(
+    history_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # more runs than one statement takes (a batch's rows go many to a statement), each with
+    # its own state, attempts and error, in one batch (gathered until the flush)
+    monkeypatch.setattr(recording, "BATCH_WINDOW", 3600.0)
+
+    def sometimes(i: int) -> int:
+        if i % 50 == 7:
+            raise ValueError(f"no {i}")
+        return i
+
+    flaky = task(runner=SequentialTaskRun, name="sometimes", retries=1, retry_sleep_time=0)(
+        sometimes
+    )
+    runs = [flaky(i) for i in range(458)]
+    assert recording.flush(TIMEOUT)
+    rows = {row["run_id"]: row for row in history.runs(limit=None)}
+    assert len(rows) == len(runs)
+    for i, run in enumerate(runs):
+        row = rows[run.run_id]
+        if i % 50 == 7:
+            assert (row["state"], row["attempts"], row["error"]) == (
+                "failed",
+                2,
+                f"ValueError('no {i}')",
+            ), i
+        else:
+            assert (row["state"], row["attempts"], row["error"]) == ("completed", 1, None), i
+    for i in (7, 207, 457, 0, 1, 456):  # first, later and last rows of either kind
+        attempts = history.run(runs[i].run_id)["attempts_detail"]  # type: ignore[index]
+        outcomes = [a["outcome"] for a in attempts]
+        assert outcomes == (["failed", "failed"] if i % 50 == 7 else ["completed"]), i
+        if i % 50 == 7:
+            assert f"no {i}" in attempts[1]["traceback"]
+
+
 def test_four_programs_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     script = _program(
         tmp_path,

@@ -3,6 +3,9 @@ statements, the merging of a batch's events, one transaction per batch."""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import sqlite3
 from typing import Any
 
 from woflo import Outcome, RunState
@@ -97,13 +100,20 @@ STATEMENTS = {  # table, columns, what a row of a run or attempt already there d
 }
 
 
-def statement(kind: int) -> str:
-    """The statement for one kind of row (``executemany`` takes the batch's rows)."""
+MOST_ROWS = 512
+"""Rows in one statement at most (fewer where SQLite's limit on a statement's parameters is
+lower: 999 before SQLite 3.32)."""
+
+
+@functools.cache
+def statement(kind: int, rows: int = 1) -> str:
+    """The statement for ``rows`` rows of one kind (``VALUES (...), (...)``, the rows in order:
+    a later row of the same run wins over an earlier one, as in separate statements)."""
     table, columns, conflict = STATEMENTS[kind]
     key = {"runs": "run_id", "attempts": "run_id, attempt"}.get(table, "run_id, upstream_id")
-    marks = ", ".join("?" for _ in columns)
+    marks = "(" + ", ".join("?" for _ in columns) + ")"
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([marks] * rows)} "
         f"ON CONFLICT ({key}) {conflict}"
     )
 
@@ -185,20 +195,33 @@ def _attempt_row(
 
 
 def write(connection: Any, rows: dict[int, list[tuple[Any, ...]]]) -> None:
-    """One transaction for the batch: one ``executemany`` per statement."""
+    """One transaction for the batch, its rows many to a statement.
+
+    Few statements, not one a row: the writer's thread gives the GIL up while SQLite works on
+    a statement and then waits for it (up to the switch interval, 5 ms, while the program's
+    threads run Python), so one statement a row wrote ~500-2,500 rows a second beside a busy
+    program (``benchmarks/history_writes.py``), the batch piling up meanwhile. A batch's
+    statements take :data:`MOST_ROWS` rows, then powers of two for the rest (a few statement
+    shapes, each prepared once per connection)."""
+    parameters = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
     connection.execute("BEGIN IMMEDIATE")
     try:
+        cursor = connection.cursor()
         for kind, kind_rows in rows.items():
-            if kind_rows:
-                connection.executemany(SQL[kind], kind_rows)
+            fit = min(MOST_ROWS, parameters // len(STATEMENTS[kind][1]))
+            most = 1 << (fit.bit_length() - 1)
+            start, count = 0, len(kind_rows)
+            while start < count:
+                left = count - start
+                take = most if left >= most else 1 << (left.bit_length() - 1)
+                values = list(itertools.chain.from_iterable(kind_rows[start : start + take]))
+                cursor.execute(statement(kind, take), values)
+                start += take
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         raise
-
-
-SQL = {kind: statement(kind) for kind in STATEMENTS}
 
 
 def error_fields(error: BaseException | None) -> tuple[str | None, str | None]:
