@@ -1,10 +1,13 @@
-"""The run history's schema: its migrations, by version (``PRAGMA user_version``)."""
+"""The run history's schema: its migrations, by version (``PRAGMA user_version``); and the
+set-up the history and the cache share."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "migrate", "use_wal"]
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -88,3 +91,24 @@ def migrate(connection: sqlite3.Connection, latest: int) -> None:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+
+
+def use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Put ``connection``'s database in WAL mode, waiting at most ``timeout`` seconds for others.
+
+    SQLite refuses a change of journal mode with "database is locked" at once, without its busy
+    handler, while another connection opens the same file: programs started together on a
+    fresh ``WOFLO_HOME`` would fail to open it. This tries again, with jittered pauses.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 0.05)

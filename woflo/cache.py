@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from woflo._schema import use_wal
+
 __all__ = [
     "MAX_BYTES_ENV",
     "CacheError",
@@ -102,7 +104,7 @@ class _Index:
         )
         try:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
+            use_wal(self.db, BUSY_TIMEOUT_MS / 1000)
             self.db.execute("PRAGMA synchronous = NORMAL")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():

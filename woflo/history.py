@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from woflo._schema import migrate
+from woflo._schema import migrate, use_wal
 
 __all__ = [
     "HOME_ENV",
@@ -92,7 +92,7 @@ def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connect
         raise HistoryError(f"cannot open the run history at {path}: {exc}") from exc
     try:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        use_wal(connection, BUSY_TIMEOUT_MS / 1000)
         connection.execute("PRAGMA synchronous = NORMAL")
         migrate(connection, SCHEMA_VERSION)
     except sqlite3.Error as exc:
