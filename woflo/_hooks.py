@@ -5,7 +5,8 @@ Lifecycle notifications call each implementation on its own and report a failure
 (:func:`report_hook_error`); decisions are answered as pluggy's call would (in its order, the
 first answer of a ``firstresult`` hook) and count a failure as "no opinion"; they are called
 directly unless an implementation is a wrapper (pluggy's call then); execution wraps the task's
-call and turns any error into an outcome.
+call in the new-style wrappers, driven here as pluggy would (pluggy's call for an old-style
+``hookwrapper``), and turns any error into an outcome.
 Building the plugin manager is :mod:`woflo.plugins`' business; using the answers is the run's.
 """
 
@@ -46,7 +47,7 @@ class Hooks:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._relay = pm.hook
-        self._plans: dict[str, tuple[list[Any], list[Any], bool]] = {}
+        self._plans: dict[str, tuple[list[Any], list[Any], bool, bool]] = {}
 
     # ---- lifecycle notifications -------------------------------------------------------------
 
@@ -91,13 +92,16 @@ class Hooks:
         """How to call ``caller``'s implementations."""
         return self._entry(caller, impls)[1]
 
-    def _entry(self, caller: Any, impls: list[Any]) -> tuple[list[Any], list[Any], bool]:
-        """``caller``'s implementations, how to call them, and whether one is a wrapper (made
-        again when plugins were registered or removed since)."""
+    def _entry(self, caller: Any, impls: list[Any]) -> tuple[list[Any], list[Any], bool, bool]:
+        """``caller``'s implementations, how to call them, whether one is a wrapper and whether
+        one is an old-style ``hookwrapper`` (made again when plugins were registered or removed
+        since)."""
         entry = self._plans.get(caller.name)
         if entry is None or entry[0] != impls:
             wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-            entry = self._plans[caller.name] = (impls, _plan(caller, impls), wrapped)
+            old_style = any(impl.hookwrapper for impl in impls)
+            entry = (impls, _plan(caller, impls), wrapped, old_style)
+            self._plans[caller.name] = entry
         return entry
 
     def _decide(self, caller: Any, args: tuple[Any, ...], first: bool) -> Any:
@@ -105,7 +109,7 @@ class Hooks:
         ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
         exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
-        _impls, plan, wrapped = self._entry(caller, caller.get_hookimpls())
+        _impls, plan, wrapped, _old = self._entry(caller, caller.get_hookimpls())
         if wrapped:
             return caller(**dict(zip(caller.spec.argnames, args, strict=True)))
         answers = []
@@ -201,8 +205,12 @@ class Hooks:
 
         An exception from a wrapper (not from the task) is the attempt's failure too.
         """
+        caller = self._relay.woflo_execute_attempt
         try:
-            return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
+            _impls, plan, _wrapped, old_style = self._entry(caller, caller.get_hookimpls())
+            if old_style:  # (pluggy's own call: its Result objects for old-style wrappers)
+                return caller(call=call)  # type: ignore[no-any-return]
+            return _wrapped_call(plan, (call,))  # type: ignore[no-any-return]
         except BaseException as error:
             return Outcome(error=error)
 
@@ -216,6 +224,59 @@ class Hooks:
 
             traceback.print_exc()
             return True
+
+
+def _wrapped_call(plan: list[Any], args: tuple[Any, ...]) -> Any:
+    """What pluggy's call of a ``firstresult`` hook answers whose wrappers are all new-style
+    (``wrapper=True``), in its order and with its semantics: each wrapper runs to its
+    ``yield`` (outermost first), the first answer but ``None`` of the others is sent back in
+    (an exception thrown in), innermost wrapper first; what a wrapper returns or raises is
+    what the next one out gets. Without pluggy's per-call machinery (two thirds of it)."""
+    result: Any = None
+    error: BaseException | None = None
+    entered: list[Any] = []
+    try:
+        for function, picks, impl in plan:
+            answer = function(*args) if picks is None else function(*[args[i] for i in picks])
+            if impl.wrapper:
+                try:
+                    next(answer)
+                except StopIteration:
+                    raise RuntimeError(_misbehaved(answer, "did not yield")) from None
+                entered.append(answer)
+            elif answer is not None:
+                result = answer
+                break
+    except BaseException as exc:
+        error = exc
+    for wrapper in reversed(entered):
+        try:
+            if error is not None:
+                wrapper.throw(error)
+            else:
+                wrapper.send(result)
+        except StopIteration as stopped:
+            result, error = stopped.value, None
+            continue
+        except RuntimeError as exc:  # (a StopIteration thrown in comes back as RuntimeError)
+            if isinstance(error, StopIteration) and exc.__cause__ is error:
+                wrapper.close()
+                continue
+            error = exc
+            continue
+        except BaseException as exc:
+            error = exc
+            continue
+        error = RuntimeError(_misbehaved(wrapper, "has second yield"))
+        wrapper.close()
+    if error is not None:
+        raise error
+    return result
+
+
+def _misbehaved(wrapper: Any, what: str) -> str:
+    code = wrapper.gi_code
+    return f"wrap_controller at {code.co_name!r} {code.co_filename}:{code.co_firstlineno} {what}"
 
 
 def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, tuple[int, ...] | None, Any]]:

@@ -508,6 +508,96 @@ def test_an_execution_wrapper_runs_around_every_attempt(plugins: PluginSystem) -
     assert seen == [("before", 1, "t"), ("after", 1, 7)]
 
 
+def _wrappers(*kinds: str) -> list[object]:
+    """Execution wrappers, registered in this order (so the last one is the outermost)."""
+
+    def make(kind: str) -> object:
+        class Wrapper:
+            @hookimpl(wrapper=True)
+            def woflo_execute_attempt(self, call: TaskCall) -> Any:
+                if kind == "no yield":
+                    return Outcome(value="never")
+                if kind == "raise before":
+                    raise Boom("before")
+                if kind == "stop iteration before":
+                    raise StopIteration
+                try:
+                    outcome: Outcome = yield
+                except Boom:
+                    if kind != "rescue":
+                        raise
+                    return Outcome(value="rescued")
+                if kind == "add 1":
+                    return Outcome(value=outcome.value + 1)
+                if kind == "times 10":
+                    return Outcome(value=outcome.value * 10)
+                if kind == "raise after":
+                    raise Boom("after")
+                if kind == "second yield":
+                    yield
+                return outcome
+
+        return Wrapper()
+
+    return [make(kind) for kind in kinds]
+
+
+def _fails() -> int:
+    raise Boom("task")
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [
+        ("pass",),
+        ("add 1", "times 10"),
+        ("times 10", "add 1"),
+        ("raise before", "rescue"),
+        ("rescue", "raise before"),
+        ("raise after", "pass", "rescue"),
+        ("no yield", "rescue"),
+        ("second yield", "pass"),
+        ("stop iteration before", "pass"),
+        ("rescue",),
+    ],
+)
+@pytest.mark.parametrize("fn", [lambda: 7, _fails], ids=["returns", "raises"])
+def test_execution_wrappers_answer_what_pluggys_call_answers(
+    plugins: PluginSystem, kinds: tuple[str, ...], fn: Callable[[], Any]
+) -> None:
+    # woflo drives new-style wrappers itself (pluggy's machinery was most of their cost): the
+    # outcome must be pluggy's for any stack of wrappers, whatever each one does
+    for number, wrapper in enumerate(_wrappers(*kinds)):
+        plugins.add(wrapper, name=f"wrapper-{number}")
+    run = task(runner=SequentialTaskRun)(fn)()
+    call = TaskCall("t", run.run_id, 1, fn)
+    ours = run.execute(call)
+    try:
+        theirs = plugins.pm.hook.woflo_execute_attempt(call=call)
+    except BaseException as exc:
+        theirs = Outcome(error=exc)
+
+    def seen(outcome: Outcome) -> tuple[object, ...]:
+        error = outcome.error
+        return outcome.value, type(error), str(error) if error is not None else None
+
+    assert seen(ours) == seen(theirs)
+    if kinds == ("add 1", "times 10") and fn is not _fails:
+        assert ours.value == (7 + 1) * 10  # (registered last: the outermost, its answer last)
+
+
+def test_an_old_style_hookwrapper_around_the_attempt_still_works(plugins: PluginSystem) -> None:
+    class OldStyle:
+        @hookimpl(hookwrapper=True)
+        def woflo_execute_attempt(self, call: TaskCall) -> Any:
+            result = yield
+            result.force_result(Outcome(value=result.get_result().value + 1))
+
+    for number, wrapper in enumerate([*_wrappers("times 10"), OldStyle()]):
+        plugins.add(wrapper, name=f"wrapper-{number}")
+    assert task(runner=SequentialTaskRun)(lambda: 7)().get_result() == 71
+
+
 def test_run_finished_fires_before_waiters_are_woken(plugins: PluginSystem) -> None:
     seen: list[tuple[bool, bool, str, object]] = []
 
