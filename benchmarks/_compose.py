@@ -131,6 +131,36 @@ def fan_out_in(n: int, skipped: dict[str, str]) -> dict[str, System]:
     return systems
 
 
+def map_tiny(n: int, skipped: dict[str, str]) -> dict[str, System]:
+    """``Task.map`` over ``n`` no-op items, against the pools' own maps (joblib's auto-batching,
+    ``Pool.map``'s chunks, ``ProcessPoolExecutor.map`` one item a call): seconds per item."""
+    w_noop = woflo.task(noop)
+    w_noop.map(range(200)).get_result()
+    workers = os.cpu_count() or 1
+    ppe = concurrent.futures.ProcessPoolExecutor(workers)
+    list(ppe.map(noop, range(200)))
+    import multiprocessing
+
+    pool = multiprocessing.Pool(workers)
+    pool.map(noop, range(200))
+    systems: dict[str, System] = {
+        "woflo: Task.map": _timed(lambda: w_noop.map(range(n)).get_result(), n),
+        "ProcessPoolExecutor.map": _timed(lambda: list(ppe.map(noop, range(n))), n),
+        "multiprocessing.Pool.map": _timed(lambda: pool.map(noop, range(n)), n),
+    }
+    if _have("joblib"):
+        import joblib
+
+        parallel = joblib.Parallel(n_jobs=workers)
+        parallel(joblib.delayed(noop)(i) for i in range(200))
+        systems["joblib (auto-batching)"] = _timed(
+            lambda: parallel(joblib.delayed(noop)(i) for i in range(n)), n
+        )
+    else:
+        skipped["joblib, map"] = "not installed (pip install joblib to include it)"
+    return systems
+
+
 def _prefect_fan_out(n: int, skipped: dict[str, str]) -> dict[str, System]:
     if not _have("prefect"):
         skipped["prefect"] = "not installed (pip install prefect to include it)"

@@ -601,6 +601,7 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
     n_fan, n_chain, n_pending = (100, 20, 2_000) if quick else (1_000, 200, 100_000)
     n_rows = 10_000 if quick else 1_000_000
     n_ui = 500 if quick else 10_000
+    n_map = 500 if quick else 10_000
     result: list[Workload] = [("import", "import time (ms)", lambda: import_time(s), 1e3)]
     for n in sizes:
         title = f"overhead: {n:,} no-op calls submitted, then collected (µs per call)"
@@ -655,6 +656,12 @@ def _workloads(systems: Systems, quick: bool, sizes: list[int]) -> list[Workload
             "fan-out",
             f"fan-out/fan-in: 1 source, {n_fan:,} mapped runs, 1 reduce (µs per mapped run)",
             lambda: _compose.fan_out_in(n_fan, s.skipped),
+            1e6,
+        ),
+        (
+            "map",
+            f"Task.map over {n_map:,} no-op items, against the pools' maps (µs per item)",
+            lambda: _compose.map_tiny(n_map, s.skipped),
             1e6,
         ),
         (

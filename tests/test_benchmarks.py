@@ -25,7 +25,17 @@ def test_quick_benchmarks_run_every_workload(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     [ran] = [line for line in result.stdout.splitlines() if line.startswith("workloads run:")]
     workloads = ran.removeprefix("workloads run:").replace(" ", "").split(",")
-    expected = {*ALWAYS, "logging", "forwarding", "fan-out", "chain", "await", "pending", "cache"}
+    expected = {
+        *ALWAYS,
+        "logging",
+        "forwarding",
+        "fan-out",
+        "map",
+        "chain",
+        "await",
+        "pending",
+        "cache",
+    }
     assert expected <= set(workloads)
     table = output.read_text(encoding="utf-8")
     assert "| workload | system | median | ratio to woflo |" in table
