@@ -64,6 +64,7 @@ class Pool(Hands):
         self._schedule = Schedule(self._new_worker, max_workers=max_workers, prefetch=prefetch)
         self._refill: dict[Worker, None] = {}
         self._cancels: list[tuple[Worker, int]] = []  # queued jobs stopped: the watcher says so
+        self._look_again = False  # (the workers look stuck: read them once more before judging)
         self._schedule.last_finish = time.monotonic()
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
@@ -240,7 +241,9 @@ class Pool(Hands):
             now = time.monotonic()
             if self._schedule.pending:  # at every turn: no spawn deadline passes unchecked
                 self._schedule.plan_spawns(now)
-            timeout = self._schedule.next_deadline(now, self.idle_timeout)
+            timeout = (
+                0.0 if self._look_again else self._schedule.next_deadline(now, self.idle_timeout)
+            )
             spawns, self._spawn_queue = self._spawn_queue, []
             cancels, self._cancels = self._cancels, []
         for worker, seq in cancels:  # (sent after the job: its frame went in an earlier turn)
@@ -340,7 +343,17 @@ class Pool(Hands):
                     worker.kill_at = now + 3600.0  # never reused
                     retire.append(worker)
             if schedule.pending:
-                schedule.plan_spawns(now, watcher=True)
+                # No finish read for SPAWN_DELAY may be the watcher's own pause (the garbage
+                # collector, or the caller's thread holding the GIL), not stuck workers: their
+                # results may be waiting in the sockets. So look once more, without waiting,
+                # before starting workers beyond the eager count; under a steady load the pool
+                # grew by four each time such a pause came.
+                looks_stuck = schedule.looks_stuck(now)
+                if looks_stuck and not self._look_again:
+                    self._look_again = True
+                else:
+                    self._look_again = False
+                    schedule.plan_spawns(now, watcher=looks_stuck)
         for worker in escalate:
             killpg(worker.pid, signal.SIGKILL)
         for worker in retire:

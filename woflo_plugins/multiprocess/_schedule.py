@@ -364,17 +364,22 @@ class Schedule:
         room = min(room, MAX_STARTING - len(self.starting))
         if room <= 0:
             return []
-        stuck = (
-            watcher
-            and not self.starting
-            and now - self.pending[0].enqueued >= SPAWN_DELAY
-            and now - self.last_finish >= SPAWN_DELAY
-        )
+        stuck = watcher and self.looks_stuck(now)
         count = room if stuck else min(room, self.eager - total)
         workers = [self._new_worker() for _ in range(max(count, 0))]
         for worker in workers:
             self.starting[worker.token] = worker
         return workers
+
+    def looks_stuck(self, now: float) -> bool:
+        """Whether jobs have waited, and no attempt finished, for ``SPAWN_DELAY`` (no worker
+        starting meanwhile): the busy workers may be stuck, if the watcher was looking."""
+        return (
+            bool(self.pending)
+            and not self.starting
+            and now - self.pending[0].enqueued >= SPAWN_DELAY
+            and now - self.last_finish >= SPAWN_DELAY
+        )
 
     def next_deadline(self, now: float, idle_timeout: float) -> float | None:
         """Seconds until the schedule needs looking at again (``None``: not by itself)."""

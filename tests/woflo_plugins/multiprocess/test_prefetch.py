@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests._helpers import TIMEOUT
-from tests.woflo_plugins.multiprocess._support import Gate, held, step, stepped
+from tests.woflo_plugins.multiprocess._support import Gate, add, held, step, stepped
 from woflo import RunState, hookimpl, task
 from woflo.errors import OptionTypeError, OptionValueError, TaskCrashed
 from woflo.plugins import PluginSystem
@@ -146,3 +148,31 @@ def test_a_bad_prefetch_is_refused_naming_it(
 ) -> None:
     with pytest.raises(error, match="prefetch"):
         configure(prefetch=value)
+
+
+@pytest.mark.slow
+def test_a_caller_holding_the_gil_in_a_burst_starts_no_worker_beyond_the_eager_ones(
+    configure: Callable[..., None],
+) -> None:
+    # While the caller's thread holds the GIL (a long C call, the garbage collector), the
+    # watcher reads nothing: no finish for 50 ms is then its own pause, not stuck workers.
+    # The pool grew by four workers for such a pause (this failed one run in two before).
+    import woflo_plugins.multiprocess as mp
+
+    configure()
+    eager = (os.cpu_count() or 2) + 2
+    assert add(1, 2).get_result(timeout=TIMEOUT) == 3
+    interval = sys.getswitchinterval()
+    for _ in range(12):
+        runs = [add(i, 1) for i in range(2_000)]
+        sys.setswitchinterval(5.0)
+        try:
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:  # (holds the GIL: the watcher cannot run)
+                pass
+        finally:
+            sys.setswitchinterval(interval)
+        assert [run.get_result(timeout=TIMEOUT) for run in runs] == list(range(1, 2_001))
+    status = mp.status()
+    assert status is not None
+    assert len(status.workers) <= eager
