@@ -241,8 +241,8 @@ def _wrapped_call(plan: list[Any], args: tuple[Any, ...]) -> Any:
             if impl.wrapper:
                 try:
                     next(answer)
-                except StopIteration:
-                    raise RuntimeError(_misbehaved(answer, "did not yield")) from None
+                except StopIteration as stopped:  # (its context kept, as pluggy's is)
+                    raise RuntimeError(_misbehaved(answer, "did not yield")) from stopped
                 entered.append(answer)
             elif answer is not None:
                 result = answer
@@ -252,23 +252,24 @@ def _wrapped_call(plan: list[Any], args: tuple[Any, ...]) -> Any:
     for wrapper in reversed(entered):
         try:
             if error is not None:
-                wrapper.throw(error)
+                try:
+                    wrapper.throw(error)
+                except RuntimeError as exc:  # (a StopIteration thrown in comes back so)
+                    if isinstance(error, StopIteration) and exc.__cause__ is error:
+                        wrapper.close()
+                        continue
+                    raise
             else:
                 wrapper.send(result)
+            wrapper.close()  # (a second yield: its finally blocks run, and may raise)
         except StopIteration as stopped:
             result, error = stopped.value, None
-            continue
-        except RuntimeError as exc:  # (a StopIteration thrown in comes back as RuntimeError)
-            if isinstance(error, StopIteration) and exc.__cause__ is error:
-                wrapper.close()
-                continue
-            error = exc
             continue
         except BaseException as exc:
             error = exc
             continue
-        error = RuntimeError(_misbehaved(wrapper, "has second yield"))
-        wrapper.close()
+        raise RuntimeError(_misbehaved(wrapper, "has second yield"))  # (past the others, as
+        # pluggy does: no wrapper outside it sees this error)
     if error is not None:
         raise error
     return result
@@ -281,14 +282,31 @@ def _misbehaved(wrapper: Any, what: str) -> str:
 
 def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, tuple[int, ...] | None, Any]]:
     """How to call each implementation: its function, and ``None`` when it takes every one of
-    the specification's arguments, in order, else the positions of those it takes."""
+    the specification's arguments, in order, else the positions of those it takes. Arguments
+    it gives a default are passed by keyword, as pluggy does."""
     spec = tuple(caller.spec.argnames) if caller.spec is not None else ()
     plan: list[tuple[Any, tuple[int, ...] | None, Any]] = []
     for impl in reversed(impls):
         names = tuple(impl.argnames)
         picks = None if names == spec else tuple(spec.index(name) for name in names)
-        plan.append((impl.function, picks, impl))
+        keywords = {name: spec.index(name) for name in impl.kwargnames if name in spec}
+        if keywords:
+            positions = tuple(range(len(spec))) if picks is None else picks
+            function = _with_keywords(impl.function, positions, keywords)
+            plan.append((function, None, impl))
+        else:
+            plan.append((impl.function, picks, impl))
     return plan
+
+
+def _with_keywords(function: Any, positions: tuple[int, ...], keywords: dict[str, int]) -> Any:
+    """``function`` called with the arguments at ``positions``, and ``keywords`` by name."""
+
+    def call(*args: Any) -> Any:
+        named = {name: args[index] for name, index in keywords.items()}
+        return function(*[args[index] for index in positions], **named)
+
+    return call
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

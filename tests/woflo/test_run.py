@@ -535,6 +535,11 @@ def _wrappers(*kinds: str) -> list[object]:
                     raise Boom("after")
                 if kind == "second yield":
                     yield
+                if kind == "second yield, close raises":
+                    try:
+                        yield
+                    except GeneratorExit:
+                        raise Boom("close") from None
                 return outcome
 
         return Wrapper()
@@ -557,6 +562,8 @@ def _fails() -> int:
         ("raise after", "pass", "rescue"),
         ("no yield", "rescue"),
         ("second yield", "pass"),
+        ("second yield", "rescue"),
+        ("second yield, close raises", "rescue"),
         ("stop iteration before", "pass"),
         ("rescue",),
     ],
@@ -584,6 +591,30 @@ def test_execution_wrappers_answer_what_pluggys_call_answers(
     assert seen(ours) == seen(theirs)
     if kinds == ("add 1", "times 10") and fn is not _fails:
         assert ours.value == (7 + 1) * 10  # (registered last: the outermost, its answer last)
+
+
+def test_hook_arguments_given_a_default_are_passed_as_pluggy_passes_them(
+    plugins: PluginSystem,
+) -> None:
+    seen: list[object] = []
+
+    class Defaults:
+        @hookimpl(wrapper=True)
+        def woflo_execute_attempt(self, call: TaskCall | None = None) -> Any:
+            seen.append(call.task_name if call is not None else None)
+            return (yield)
+
+        @hookimpl
+        def woflo_attempt_started(self, run: Any, attempt: int | None = None) -> None:
+            seen.append(attempt)
+
+        @hookimpl
+        def woflo_retry_delay(self, run: Any = None) -> None:
+            seen.append(run is not None)
+
+    plugins.add(Defaults(), name="defaults")
+    assert task(runner=SequentialTaskRun, name="t")(_fails)().state is RunState.FAILED
+    assert seen == [1, "t", True]
 
 
 def test_an_old_style_hookwrapper_around_the_attempt_still_works(plugins: PluginSystem) -> None:

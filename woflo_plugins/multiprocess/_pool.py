@@ -354,6 +354,8 @@ class Pool(Hands):
                 else:
                     self._look_again = False
                     schedule.plan_spawns(now, watcher=looks_stuck)
+            else:  # (the look found what they finished, or the waiting jobs were stopped)
+                self._look_again = False
         for worker in escalate:
             killpg(worker.pid, signal.SIGKILL)
         for worker in retire:
