@@ -7,7 +7,10 @@ import random
 import sqlite3
 import time
 
-__all__ = ["MIGRATIONS", "migrate", "use_wal"]
+__all__ = ["BUSY_TIMEOUT_MS", "MIGRATIONS", "migrate", "prepare", "use_wal"]
+
+BUSY_TIMEOUT_MS = 30_000
+"""How long a writer or reader waits for another program's lock before giving up."""
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -112,3 +115,11 @@ def use_wal(connection: sqlite3.Connection, timeout: float) -> None:
                 raise
         time.sleep(pause * random.uniform(0.5, 1.5))
         pause = min(pause * 2, 0.05)
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """What every connection that writes woflo's files sets first: wait for other programs'
+    locks (:data:`BUSY_TIMEOUT_MS`), WAL mode (:func:`use_wal`), ``synchronous = NORMAL``."""
+    connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    use_wal(connection, BUSY_TIMEOUT_MS / 1000)
+    connection.execute("PRAGMA synchronous = NORMAL")

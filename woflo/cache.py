@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from woflo._schema import use_wal
+from woflo._schema import BUSY_TIMEOUT_MS, prepare
 
 __all__ = [
     "MAX_BYTES_ENV",
@@ -47,7 +47,6 @@ __all__ = [
 
 MAX_BYTES_ENV = "WOFLO_CACHE_MAX_BYTES"
 DEFAULT_MAX_BYTES = 1 << 30
-BUSY_TIMEOUT_MS = 30_000
 _SCHEMA = """
     CREATE TABLE IF NOT EXISTS entries (
         key TEXT PRIMARY KEY,
@@ -103,9 +102,7 @@ class _Index:
             path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
         try:
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            use_wal(self.db, BUSY_TIMEOUT_MS / 1000)
-            self.db.execute("PRAGMA synchronous = NORMAL")
+            prepare(self.db)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self.db.execute(statement)

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from woflo._schema import migrate, use_wal
+from woflo._schema import BUSY_TIMEOUT_MS, migrate, prepare
 
 __all__ = [
     "HOME_ENV",
@@ -49,8 +49,6 @@ __all__ = [
 
 HOME_ENV = "WOFLO_HOME"
 SCHEMA_VERSION = 3
-BUSY_TIMEOUT_MS = 30_000
-"""How long a writer or reader waits for another program's lock before giving up."""
 
 
 class HistoryError(Exception):
@@ -91,9 +89,7 @@ def connect(path: Path | None = None, *, create: bool = True) -> sqlite3.Connect
     except (OSError, sqlite3.Error) as exc:
         raise HistoryError(f"cannot open the run history at {path}: {exc}") from exc
     try:
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        use_wal(connection, BUSY_TIMEOUT_MS / 1000)
-        connection.execute("PRAGMA synchronous = NORMAL")
+        prepare(connection)
         migrate(connection, SCHEMA_VERSION)
     except sqlite3.Error as exc:
         connection.close()
