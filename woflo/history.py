@@ -314,9 +314,10 @@ def _json(text: str | None, default: Any) -> Any:
         return default
 
 
-def _reader(path: Path) -> sqlite3.Connection:
+def _reader(path: Path) -> sqlite3.Connection | None:
     """A read-only connection: reading never writes (no migration, no checkpoint of another
-    program's log); a database of another schema version is an error saying what to do."""
+    program's log); a database of another schema version is an error saying what to do.
+    ``None`` for one that a program is creating now (no table yet): nothing recorded yet."""
     try:
         connection = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
@@ -326,9 +327,13 @@ def _reader(path: Path) -> sqlite3.Connection:
     try:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
+        empty = version == 0 and not connection.execute("SELECT 1 FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         connection.close()
         raise HistoryError(f"cannot use the run history at {path}: {exc}") from exc
+    if empty:  # (between its creation and its first migration, in another program)
+        connection.close()
+        return None
     if version != SCHEMA_VERSION:
         connection.close()
         what = (
@@ -348,6 +353,8 @@ def _query(sql: str, params: Sequence[Any], path: Path | None) -> list[tuple[Any
     if not path.exists():
         return []  # nothing recorded yet
     connection = _reader(path)
+    if connection is None:
+        return []  # nothing recorded yet
     try:
         return connection.execute(sql, list(params)).fetchall()
     except sqlite3.Error as exc:

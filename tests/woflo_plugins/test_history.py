@@ -194,6 +194,16 @@ def _program(tmp_path: Path, body: str, name: str = "program.py") -> Path:
     return script
 
 
+def test_a_history_another_program_is_creating_reads_as_nothing_recorded_yet(
+    history_home: Path,
+) -> None:
+    # Between the file's creation and its first migration (another program opening a fresh
+    # home), a reader finds an empty database: no runs yet, not "schema version 0".
+    history_home.mkdir(parents=True)
+    (history_home / "history.sqlite3").touch()
+    assert history.runs() == []
+
+
 def test_an_unusable_store_never_breaks_a_run_and_woflo_runs_says_why(tmp_path: Path) -> None:
     script = _program(
         tmp_path,
