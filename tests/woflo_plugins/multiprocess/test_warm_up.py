@@ -89,3 +89,44 @@ def test_a_bad_setting_fails_the_first_call_not_the_decoration(tmp_path: Path) -
     assert lines[1].startswith("call: ")
     assert "WOFLO_MAX_WORKERS" in lines[1]
     assert "'many'" in lines[1]
+
+
+FORKING_WHILE_THE_POOL_STARTS = """
+import os, sys, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: fork() with threads running)
+from woflo import task
+
+@task
+def double(x):
+    return 2 * x
+
+# the decoration started the pool in the background; fork now, as multiprocessing's "fork"
+# start method does, into children that stay (each holds what it inherited until released)
+release, hold = os.pipe()
+children = []
+for _ in range(int(sys.argv[1])):
+    pid = os.fork()
+    if pid == 0:
+        os.close(hold)
+        os.read(release, 1)
+        os._exit(0)
+    children.append(pid)
+try:
+    print(double(21).get_result(timeout=15))
+finally:
+    os.close(hold)  # (the children end)
+    for pid in children:
+        os.waitpid(pid, 0)
+"""
+
+
+def test_a_program_forking_while_the_pool_starts_still_gets_its_runs(tmp_path: Path) -> None:
+    """A plain fork() in the program while the zygote starts (a ``multiprocessing.Pool()``
+    made right after decorating a task) must not leave the start waiting forever: the fork
+    copies the pipe on which ``subprocess`` waits for the zygote's exec. The pool holds such
+    forks back for the few milliseconds of the start."""
+    script = tmp_path / "script.py"
+    script.write_text(FORKING_WHILE_THE_POOL_STARTS)
+    for _ in range(3):
+        proc = run_script(script, "60")
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "42\n", "")
