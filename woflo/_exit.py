@@ -50,9 +50,12 @@ class LiveRuns:
             )
 
     def admit(self, run: BaseTaskRun[Any]) -> None:
-        """Count ``run`` among the runs to wait for at exit."""
+        """Count ``run`` among the runs to wait for at exit (made by this thread just now,
+        after :meth:`check_open`: the main thread cannot have ended meanwhile; the wait at
+        exit may have begun)."""
         with self._lock:
-            self.check_open(run.task.name)
+            if self._exiting:
+                self.check_open(run.task.name)
             self._register()
             self._runs.add(run)
 

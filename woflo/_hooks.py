@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+import pluggy
+
 from woflo._types import Outcome, TaskCall
 from woflo._upstream import RunLike
 from woflo.errors import PluginError
 
 if TYPE_CHECKING:
-    import pluggy
-
     from woflo._run import BaseTaskRun
 
 
@@ -40,77 +40,133 @@ def report_hook_error(run: BaseTaskRun[Any], where: str, error: BaseException) -
     )
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's plugin manager, counting the changes to what is registered: the hook facade
+    plans its calls once per change, not once per call."""
+
+    changes: int = 0
+    """Bumped after every registration, removal or new specification."""
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        try:
+            return super().register(plugin, name)
+        finally:
+            self.changes += 1
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.changes += 1
+
+    def add_hookspecs(self, module_or_class: Any) -> None:
+        try:
+            super().add_hookspecs(module_or_class)
+        finally:
+            self.changes += 1
+
+
+_Entry = tuple[list[Any], list[Any], bool, bool]
+
+
+class _Uncounted:
+    changes = -2  # (never a count the plans were made for: compared at every call instead)
+
+
 class Hooks:
     """Typed calls of the hooks of one plugin manager."""
 
-    __slots__ = ("_plans", "_relay")
+    __slots__ = ("_counter", "_plans", "_relay")
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._relay = pm.hook
-        self._plans: dict[str, tuple[list[Any], list[Any], bool, bool]] = {}
+        self._counter: Any = pm if isinstance(pm, PluginManager) else _Uncounted()
+        self._plans: tuple[int, dict[str, _Entry]] = (-1, {})
 
     # ---- lifecycle notifications -------------------------------------------------------------
 
     def run_created(self, run: BaseTaskRun[Any]) -> None:
         """Fire ``woflo_run_created``."""
-        self._notify(self._relay.woflo_run_created, (run,))
+        self._notify("woflo_run_created", (run,))
 
     def attempt_started(self, run: BaseTaskRun[Any], attempt: int) -> None:
         """Fire ``woflo_attempt_started``."""
-        self._notify(self._relay.woflo_attempt_started, (run, attempt))
+        self._notify("woflo_attempt_started", (run, attempt))
 
     def attempt_finished(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> None:
         """Fire ``woflo_attempt_finished``."""
-        self._notify(self._relay.woflo_attempt_finished, (run, attempt, outcome))
+        self._notify("woflo_attempt_finished", (run, attempt, outcome))
 
     def retry_scheduled(
         self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome, delay: float
     ) -> None:
         """Fire ``woflo_retry_scheduled``."""
-        self._notify(self._relay.woflo_retry_scheduled, (run, attempt, outcome, delay))
+        self._notify("woflo_retry_scheduled", (run, attempt, outcome, delay))
 
     def run_finished(self, run: BaseTaskRun[Any]) -> None:
         """Fire ``woflo_run_finished``."""
-        self._notify(self._relay.woflo_run_finished, (run,))
+        self._notify("woflo_run_finished", (run,))
 
-    def _notify(self, caller: Any, args: tuple[Any, ...]) -> None:
-        """Call each implementation of ``caller`` (newest registered first, as pluggy does)
+    def _notify(self, name: str, args: tuple[Any, ...]) -> None:
+        """Call each implementation of hook ``name`` (newest registered first, as pluggy does)
         with ``args`` (the hook's arguments in the specification's order), each on its own:
         a failure is reported on the run (``args[0]``) and the next one is called."""
-        for function, picks, impl in self._plan_of(caller, caller.get_hookimpls()):
+        count, plans = self._plans
+        entry = plans.get(name) if count == self._counter.changes else None
+        for function, picks, impl in (entry or self._entry(name))[1]:
             try:
                 if picks is None:  # (the common case: it takes every argument)
                     function(*args)
                 else:
                     function(*[args[i] for i in picks])
             except Exception as exc:
-                report_hook_error(args[0], f"{caller.name} of plugin {impl.plugin_name!r}", exc)
+                report_hook_error(args[0], f"{name} of plugin {impl.plugin_name!r}", exc)
 
     # ---- decisions ---------------------------------------------------------------------------
 
-    def _plan_of(self, caller: Any, impls: list[Any]) -> list[Any]:
-        """How to call ``caller``'s implementations."""
-        return self._entry(caller, impls)[1]
-
-    def _entry(self, caller: Any, impls: list[Any]) -> tuple[list[Any], list[Any], bool, bool]:
-        """``caller``'s implementations, how to call them, whether one is a wrapper and whether
-        one is an old-style ``hookwrapper`` (made again when plugins were registered or removed
-        since)."""
-        entry = self._plans.get(caller.name)
-        if entry is None or entry[0] != impls:
-            wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-            old_style = any(impl.hookwrapper for impl in impls)
-            entry = (impls, _plan(caller, impls), wrapped, old_style)
-            self._plans[caller.name] = entry
+    def _entry(self, name: str) -> _Entry:
+        """Hook ``name``'s implementations, how to call them, whether one is a wrapper and
+        whether one is an old-style ``hookwrapper``: made again once plugins were registered
+        or removed since (counted by woflo's :class:`PluginManager`; another manager's
+        implementations are compared at every call). The callers above look their plan up
+        first, and come here when it is not made yet for the current count."""
+        caller = getattr(self._relay, name)
+        changes = self._counter.changes
+        if changes >= 0:
+            count, plans = self._plans  # (one read: the count and the plans made for it)
+            if count != changes:
+                plans = {}
+                self._plans = (changes, plans)
+            entry = plans.get(name)
+            if entry is not None:
+                return entry
+            impls = caller.get_hookimpls()  # (read after the count: a change meanwhile is
+            # counted after it, and plans again at the next call)
+        else:
+            plans = self._plans[1]
+            impls = caller.get_hookimpls()
+            entry = plans.get(name)
+            if entry is not None and entry[0] == impls:
+                return entry
+        wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
+        old_style = any(impl.hookwrapper for impl in impls)
+        entry = (impls, _plan(caller, impls), wrapped, old_style)
+        plans[name] = entry  # (into the plans of the count read, never a newer one's)
         return entry
 
-    def _decide(self, caller: Any, args: tuple[Any, ...], first: bool) -> Any:
+    def _planned(self, name: str) -> _Entry:
+        count, plans = self._plans
+        entry = plans.get(name) if count == self._counter.changes else None
+        return entry or self._entry(name)
+
+    def _decide(self, name: str, args: tuple[Any, ...], first: bool) -> Any:
         """What pluggy's call of the decision hook ``caller`` answers (``first``: it is
         ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
         exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
-        _impls, plan, wrapped, _old = self._entry(caller, caller.get_hookimpls())
+        _impls, plan, wrapped, _old = self._planned(name)
         if wrapped:
+            caller = getattr(self._relay, name)
             return caller(**dict(zip(caller.spec.argnames, args, strict=True)))
         answers = []
         for function, picks, _impl in plan:
@@ -124,13 +180,12 @@ class Hooks:
     def attempt_context(self, run: BaseTaskRun[Any], attempt: int) -> Mapping[str, Any]:
         """The merged ``woflo_attempt_context`` of every plugin (empty when none gives any);
         a failing implementation is reported and left out."""
-        caller = self._relay.woflo_attempt_context
-        impls = caller.get_hookimpls()
-        if not impls:
+        plan = self._planned("woflo_attempt_context")[1]
+        if not plan:
             return _EMPTY
         merged: dict[str, Any] | None = None
         args = (run, attempt)
-        for function, picks, impl in self._plan_of(caller, impls):
+        for function, picks, impl in plan:
             try:
                 given = function(*args) if picks is None else function(*[args[i] for i in picks])
                 if given is None:
@@ -147,7 +202,7 @@ class Hooks:
         """A value for ``run`` without executing it, a run to take it from, or ``None``. An
         exception from a plugin is raised (a cache key that cannot be made fails the call);
         an answer of another kind is reported on the run and ignored."""
-        answer = self._decide(self._relay.woflo_cached_outcome, (run,), True)
+        answer = self._decide("woflo_cached_outcome", (run,), True)
         if answer is None or (isinstance(answer, Outcome) and answer.error is None):
             return answer
         if isinstance(answer, RunLike) and hasattr(answer, "run_id") and answer is not run:
@@ -165,7 +220,7 @@ class Hooks:
     def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
         """Seconds until the next attempt, or ``None`` for no retry."""
         try:
-            delay = self._decide(self._relay.woflo_retry_delay, (run, attempt, outcome), True)
+            delay = self._decide("woflo_retry_delay", (run, attempt, outcome), True)
         except Exception as exc:
             report_hook_error(run, "woflo_retry_delay", exc)
             return None
@@ -187,9 +242,11 @@ class Hooks:
     def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
         """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
         try:
-            limits = self._decide(self._relay.woflo_attempt_deadline, (run, attempt), False)
+            limits = self._decide("woflo_attempt_deadline", (run, attempt), False)
         except Exception as exc:
             report_hook_error(run, "woflo_attempt_deadline", exc)
+            return None
+        if not limits:  # (the common case: no limit)
             return None
         numbers = [
             float(limit)
@@ -205,11 +262,10 @@ class Hooks:
 
         An exception from a wrapper (not from the task) is the attempt's failure too.
         """
-        caller = self._relay.woflo_execute_attempt
         try:
-            _impls, plan, _wrapped, old_style = self._entry(caller, caller.get_hookimpls())
+            _impls, plan, _wrapped, old_style = self._planned("woflo_execute_attempt")
             if old_style:  # (pluggy's own call: its Result objects for old-style wrappers)
-                return caller(call=call)  # type: ignore[no-any-return]
+                return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
             return _wrapped_call(plan, (call,))  # type: ignore[no-any-return]
         except BaseException as error:
             return Outcome(error=error)

@@ -265,6 +265,8 @@ class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
     # ---- the core's own machinery ------------------------------------------------------------
 
     def _mark_started(self, call: TaskCall) -> None:
+        if self._call_started and self._call is call:  # (reported already: no lock to take)
+            return
         with self._lock:
             if self._call is not call or self._call_started:
                 return

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from woflo import hookspecs
-from woflo._hooks import Hooks
+from woflo._hooks import Hooks, PluginManager
 from woflo._run import BaseTaskRun
 from woflo._threads import background_thread
 from woflo._types import CORE_OPTIONS, Outcome, TaskCall, TaskOption
@@ -93,7 +93,7 @@ class PluginSystem:
     @classmethod
     def empty(cls) -> PluginSystem:
         """A plugin system with only woflo's core registered (tests build on this)."""
-        pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        pm = PluginManager(ENTRY_POINT_GROUP)
         pm.add_hookspecs(hookspecs)
         pm.register(_CorePlugin(), name=CORE_PLUGIN_NAME)
         return cls(pm)

@@ -15,13 +15,14 @@ in the calling process (lifecycle hooks fire there), whichever runner executed t
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from woflo import BaseTaskRun, Outcome, hookimpl
+from woflo import BaseTaskRun, Outcome, RunState, hookimpl
 
 __all__ = ["render_prometheus", "reset", "snapshot"]
 
@@ -31,7 +32,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 @dataclass
 class _TaskStats:
-    runs: Counter[str] = field(default_factory=Counter)
+    runs: Counter[RunState] = field(default_factory=Counter)
     attempts: int = 0
     retries: int = 0
     count: int = 0
@@ -69,17 +70,19 @@ def woflo_retry_scheduled(
 @hookimpl
 def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     duration = run.duration
+    state = run.state
+    bucket = bisect.bisect_left(BUCKETS, duration)  # (the first bound >= duration)
     with _lock:
         stats = _stats(run.task.name)
-        stats.runs[run.state.value] += 1
+        stats.runs[state] += 1
         stats.count += 1
         stats.total += duration
-        stats.low = min(stats.low, duration)
-        stats.high = max(stats.high, duration)
-        for index, bound in enumerate(BUCKETS):
-            if duration <= bound:
-                stats.buckets[index] += 1
-                break
+        if duration < stats.low:
+            stats.low = duration
+        if duration > stats.high:
+            stats.high = duration
+        if bucket < len(BUCKETS):
+            stats.buckets[bucket] += 1
 
 
 def snapshot() -> dict[str, Any]:
@@ -88,7 +91,7 @@ def snapshot() -> dict[str, Any]:
         return {
             "tasks": {
                 name: {
-                    "runs": dict(stats.runs),
+                    "runs": {state.value: count for state, count in stats.runs.items()},
                     "attempts": stats.attempts,
                     "retries": stats.retries,
                     "duration": {
@@ -122,7 +125,7 @@ def render_prometheus() -> str:
     with _lock:
         items = sorted(_tasks.items())
         for name, stats in items:
-            for state, count in sorted(stats.runs.items()):
+            for state, count in sorted((s.value, n) for s, n in stats.runs.items()):
                 lines.append(f'woflo_runs_total{{task="{_label(name)}",state="{state}"}} {count}')
         lines += [
             "# HELP woflo_attempts_total Attempts started, by task.",

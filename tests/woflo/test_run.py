@@ -13,13 +13,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pluggy
 import pytest
 
-from woflo import BaseTaskRun, Outcome, RunState, TaskCall, WaitTimeout, hookimpl, task
+from woflo import (
+    BaseTaskRun,
+    Outcome,
+    RunState,
+    TaskCall,
+    WaitTimeout,
+    hookimpl,
+    hookspecs,
+    task,
+)
 from woflo.errors import TaskStopped, WofloError
 from woflo.plugins import PluginSystem
 from woflo.runners import SequentialTaskRun
-from woflo.testing import HookRecorder
+from woflo.testing import HookRecorder, add
 
 
 class Boom(Exception):
@@ -478,6 +488,58 @@ def test_a_bad_retry_delay_is_reported_and_not_retried(
     assert run.attempts == 1
     assert len(run.hook_errors) == 1
     assert "expected seconds >= 0" in str(run.hook_errors[0])
+
+
+@pytest.mark.parametrize("manager", ["woflo's", "pluggy's own"])
+def test_a_plugin_registered_or_removed_between_calls_is_seen_at_the_next_call(
+    plugins: PluginSystem, manager: str
+) -> None:
+    """woflo plans each hook's calls once per change to what is registered: a plugin
+    registered, removed or blocked through the manager itself is called, or no longer called,
+    from the next call of every family of hooks on (on a plain pluggy manager too)."""
+    system = plugins
+    if manager == "pluggy's own":
+        pm = pluggy.PluginManager("woflo")
+        pm.add_hookspecs(hookspecs)
+        for name, plugin in plugins.pm.list_name_plugin():
+            pm.register(plugin, name=name)
+        system = PluginSystem(pm)
+    seen: list[str] = []
+
+    class Watch:
+        @hookimpl
+        def woflo_run_finished(self) -> None:
+            seen.append("notified")
+
+        @hookimpl
+        def woflo_attempt_deadline(self) -> float:
+            seen.append("asked")
+            return 7.0
+
+        @hookimpl(wrapper=True)
+        def woflo_execute_attempt(self) -> Any:
+            seen.append("wrapped")
+            return (yield)
+
+    run = task(runner=SequentialTaskRun)(add)(1, 2)  # (a finished run to call hooks with)
+    call = TaskCall("add", run.run_id, 1, add, (1, 2))
+
+    def use() -> tuple[float | None, object, list[str]]:
+        seen.clear()
+        system.hooks.run_finished(run)
+        limit = system.hooks.attempt_deadline(run, 1)
+        return limit, system.hooks.execute_attempt(call).value, list(seen)
+
+    assert use() == (None, 3, [])
+    watch = Watch()
+    system.pm.register(watch, name="watch")
+    assert use() == (7.0, 3, ["notified", "asked", "wrapped"])
+    system.pm.unregister(watch)
+    assert use() == (None, 3, [])
+    system.pm.register(watch, name="watch")
+    assert use() == (7.0, 3, ["notified", "asked", "wrapped"])
+    system.pm.set_blocked("watch")
+    assert use() == (None, 3, [])
 
 
 def test_lifecycle_hooks_cannot_be_wrappers(plugins: PluginSystem) -> None:
