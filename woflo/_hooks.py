@@ -70,7 +70,10 @@ _Entry = tuple[list[Any], list[Any], bool, bool]
 
 
 class _Uncounted:
-    changes = -2  # (never a count the plans were made for: compared at every call instead)
+    """Stands for a plain pluggy manager, which counts nothing: its ``changes`` (below 0) is
+    never the count of any plans, so :meth:`Hooks._entry` compares implementations instead."""
+
+    changes = -2  # (and the plans start at -1: no match before the first count either)
 
 
 class Hooks:
@@ -111,7 +114,7 @@ class Hooks:
         """Call each implementation of hook ``name`` (newest registered first, as pluggy does)
         with ``args`` (the hook's arguments in the specification's order), each on its own:
         a failure is reported on the run (``args[0]``) and the next one is called."""
-        count, plans = self._plans
+        count, plans = self._plans  # (:meth:`_planned`, inlined: the calls made most often)
         entry = plans.get(name) if count == self._counter.changes else None
         for function, picks, impl in (entry or self._entry(name))[1]:
             try:
@@ -132,7 +135,7 @@ class Hooks:
         first, and come here when it is not made yet for the current count."""
         caller = getattr(self._relay, name)
         changes = self._counter.changes
-        if changes >= 0:
+        if changes >= 0:  # (woflo's manager: the plans hold until the count moves)
             count, plans = self._plans  # (one read: the count and the plans made for it)
             if count != changes:
                 plans = {}
@@ -155,12 +158,13 @@ class Hooks:
         return entry
 
     def _planned(self, name: str) -> _Entry:
+        """Hook ``name``'s plan for the current count of changes (made now if it is not)."""
         count, plans = self._plans
         entry = plans.get(name) if count == self._counter.changes else None
         return entry or self._entry(name)
 
     def _decide(self, name: str, args: tuple[Any, ...], first: bool) -> Any:
-        """What pluggy's call of the decision hook ``caller`` answers (``first``: it is
+        """What pluggy's call of the decision hook ``name`` answers (``first``: it is
         ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
         exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
