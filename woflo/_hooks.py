@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from woflo._idle import ask_idle
 from woflo._types import Outcome, TaskCall
 from woflo._upstream import RunLike
 from woflo.errors import PluginError
+from woflo.hookspecs import RUN_HOOKS
 
 if TYPE_CHECKING:
     from woflo._run import BaseTaskRun
@@ -66,7 +68,7 @@ class PluginManager(pluggy.PluginManager):
             self.changes += 1
 
 
-_Entry = tuple[list[Any], list[Any], bool, bool]
+_Entry = tuple[list[Any], list[Any], Any, bool]
 
 
 class _Uncounted:
@@ -79,12 +81,38 @@ class _Uncounted:
 class Hooks:
     """Typed calls of the hooks of one plugin manager."""
 
-    __slots__ = ("_counter", "_plans", "_relay")
+    __slots__ = ("_counter", "_idle", "_plans", "_pm", "_relay", "_task")
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._pm = pm
         self._relay = pm.hook
         self._counter: Any = pm if isinstance(pm, PluginManager) else _Uncounted()
         self._plans: tuple[int, dict[str, _Entry]] = (-1, {})
+        self._task: Any = None
+        self._idle: tuple[int, dict[str, frozenset[str]]] = (-1, {})
+
+    def for_task(self, task: Any) -> Hooks:
+        """These hooks as ``task``'s runs call them: without the implementations its plugins
+        name in ``woflo_idle_hooks``. Asks them now.
+
+        :raises woflo.errors.PluginError: for an answer that is not a list of the plugin's own
+            run hooks (or an implementation that raises).
+        """
+        hooks = Hooks(self._pm)
+        hooks._task = task
+        changes = self._counter.changes
+        hooks._idle = (changes if changes >= 0 else -1, ask_idle(self._relay, task, strict=True))
+        return hooks
+
+    def _idle_now(self) -> dict[str, frozenset[str]]:
+        """The task's idle hooks by plugin name, asked again once plugins changed (at every
+        plan, for a manager that does not count its changes)."""
+        changes = self._counter.changes
+        count, idle = self._idle
+        if count != changes or changes < 0:
+            idle = ask_idle(self._relay, self._task, strict=False)
+            self._idle = (changes, idle)
+        return idle
 
     # ---- lifecycle notifications -------------------------------------------------------------
 
@@ -128,7 +156,8 @@ class Hooks:
     # ---- decisions ---------------------------------------------------------------------------
 
     def _entry(self, name: str) -> _Entry:
-        """Hook ``name``'s implementations, how to call them, whether one is a wrapper and
+        """Hook ``name``'s implementations, how to call them (less those idle for the task,
+        for a task's hooks), pluggy's call of them when one is a wrapper (else ``None``) and
         whether one is an old-style ``hookwrapper``: made again once plugins were registered
         or removed since (counted by woflo's :class:`PluginManager`; another manager's
         implementations are compared at every call). The callers above look their plan up
@@ -149,11 +178,24 @@ class Hooks:
             plans = self._plans[1]
             impls = caller.get_hookimpls()
             entry = plans.get(name)
-            if entry is not None and entry[0] == impls:
+            if entry is not None and entry[0] == impls and self._task is None:
                 return entry
-        wrapped = any(impl.hookwrapper or impl.wrapper for impl in impls)
-        old_style = any(impl.hookwrapper for impl in impls)
-        entry = (impls, _plan(caller, impls), wrapped, old_style)
+        kept = impls
+        if self._task is not None and name in RUN_HOOKS:  # (a task's: less what sits out)
+            idle = self._idle_now()
+            if idle:
+                kept = [impl for impl in impls if name not in idle.get(impl.plugin_name, ())]
+        wrapped = None  # (or the pluggy call that does, less the idle: a wrapper is in it)
+        if any(impl.hookwrapper or impl.wrapper for impl in kept):
+            idle_plugins = [impl.plugin for impl in impls if impl not in kept]
+            try:
+                wrapped = (
+                    self._pm.subset_hook_caller(name, idle_plugins) if idle_plugins else caller
+                )
+            except TypeError:  # (an unhashable plugin object: idle ones are called, harmlessly)
+                wrapped = caller
+        old_style = any(impl.hookwrapper for impl in kept)
+        entry = (impls, _plan(caller, kept), wrapped, old_style)
         plans[name] = entry  # (into the plans of the count read, never a newer one's)
         return entry
 
@@ -169,9 +211,8 @@ class Hooks:
         exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
         _impls, plan, wrapped, _old = self._planned(name)
-        if wrapped:
-            caller = getattr(self._relay, name)
-            return caller(**dict(zip(caller.spec.argnames, args, strict=True)))
+        if wrapped is not None:
+            return wrapped(**dict(zip(wrapped.spec.argnames, args, strict=True)))
         answers = []
         for function, picks, _impl in plan:
             answer = function(*args) if picks is None else function(*[args[i] for i in picks])

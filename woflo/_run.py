@@ -74,7 +74,7 @@ class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
         self.hook_errors: list[BaseException] = []  # (raised by hooks in this run, each logged)
         if not self.blocking:  # before the runner prepares anything (a pool, its threads)
             live_runs.check_open(task.name)
-        self._hooks = task.plugin_system.hooks
+        self._hooks = task.hooks
         self._state = RunState.PENDING
         self._attempts = 0
         self._errors: list[BaseException] = []

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from woflo._compose import map_runs
+from woflo._hooks import Hooks
 from woflo._logroute import is_dedicated_worker
 from woflo._rules import check_not_loading
 from woflo._run import BaseTaskRun, start_run
@@ -41,6 +42,9 @@ class Task(Generic[P, R]):
     runner: type[BaseTaskRun[R]]
     options: Mapping[str, Any]
     plugins: tuple[object, ...]
+    hooks: Hooks
+    """The hooks its runs call: :attr:`plugin_system`'s, less those its plugins name idle for
+    it (``woflo_idle_hooks``)."""
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class Task(Generic[P, R]):
         )
         self._given = dict(options)
         functools.update_wrapper(self, fn)
+        self.hooks = system.hooks.for_task(self)
 
     @property
     def plugin_system(self) -> PluginSystem:

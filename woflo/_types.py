@@ -36,6 +36,9 @@ class RunState(enum.Enum):
 
     _final: bool
 
+    __hash__ = object.__hash__  # (members are singletons, equal only to themselves: enum's own
+    # hash of the name is a Python call, made for every run by the plugins' dict lookups)
+
     @property
     def is_final(self) -> bool:
         """Whether the run has ended."""

@@ -45,6 +45,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from woflo._run import BaseTaskRun
+    from woflo._task import Task
     from woflo._types import Outcome, TaskCall, TaskOption
 
 hookspec = pluggy.HookspecMarker("woflo")
@@ -60,6 +61,15 @@ NOTIFICATIONS = (
     "woflo_run_finished",
 )
 """The lifecycle hooks: each implementation is called on its own; none may be a wrapper."""
+
+RUN_HOOKS = (
+    *NOTIFICATIONS,
+    "woflo_cached_outcome",
+    "woflo_attempt_context",
+    "woflo_retry_delay",
+    "woflo_attempt_deadline",
+)
+"""The hooks called for a run in the calling process: those ``woflo_idle_hooks`` may name."""
 
 
 def hook_names() -> list[str]:
@@ -103,6 +113,24 @@ def woflo_default_runner() -> str | None:
     non-``None`` result wins.
 
     :return: a registered runner name, or ``None`` for no opinion.
+    """
+
+
+@hookspec
+def woflo_idle_hooks(task: Task[..., Any]) -> Iterable[str] | None:
+    """Name this plugin's hooks that have nothing to do for ``task``'s runs: woflo then calls
+    them for none of its runs, so a plugin costs nothing where it does not apply (the cache
+    plugin for a task that does not cache, the timeouts plugin for one without a limit).
+
+    Fires for each task when it is decorated, in the process decorating it, and again at its
+    next call once plugins were registered or removed. Each implementation answers for its own
+    plugin only. The names must be hooks of :data:`RUN_HOOKS` that the plugin implements;
+    another answer fails the decoration with :class:`woflo.errors.PluginError` (asked again
+    later, it is logged on ``woflo.plugins`` and every hook of that plugin is called).
+
+    :param task: the task, its ``options`` validated.
+    :return: hook names such as ``"woflo_cached_outcome"``, or ``None`` (or nothing) when all
+        of them take part.
     """
 
 

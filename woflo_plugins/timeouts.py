@@ -18,7 +18,7 @@ import math
 from collections.abc import Generator, Iterable
 from typing import Any, Literal
 
-from woflo import BaseTaskRun, Outcome, TaskOption, hookimpl
+from woflo import BaseTaskRun, Outcome, Task, TaskOption, hookimpl
 from woflo.options import Validator, seconds
 
 _SECONDS = seconds(positive=True, none=True, infinite=True)
@@ -38,6 +38,14 @@ def woflo_add_options() -> Iterable[TaskOption]:
         TaskOption("timeout", None, _LIMIT, "seconds an attempt may run", caller_only=True),
         TaskOption("total_timeout", None, _LIMIT, "seconds the run may take", caller_only=True),
     ]
+
+
+@hookimpl
+def woflo_idle_hooks(task: Task[..., Any]) -> Iterable[str]:
+    options = task.options
+    if options.get("timeout") is None and options.get("total_timeout") is None:
+        return ("woflo_attempt_deadline", "woflo_retry_delay")  # (no limit: nothing to do)
+    return ()
 
 
 @hookimpl

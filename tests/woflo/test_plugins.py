@@ -357,9 +357,162 @@ def test_a_broken_per_task_plugin_is_reported_at_decoration() -> None:
         task(runner=SequentialTaskRun, plugins=[Misspelt()])(lambda: 1)
 
 
+# ---- plugins sitting a task out (woflo_idle_hooks) -------------------------------------------
+
+
+class SitsOutQuiet:
+    """Retries every failure, and says ``woflo_run_finished`` and ``woflo_retry_delay`` have
+    nothing to do for the task named "quiet"."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.finished: list[str] = []
+        self.answer: Any = None  # (an answer to give instead)
+
+    @hookimpl
+    def woflo_idle_hooks(self, task: Any) -> Any:
+        self.asked.append(task.name)
+        if self.answer is not None:
+            return self.answer
+        return ["woflo_run_finished", "woflo_retry_delay"] if task.name == "quiet" else None
+
+    @hookimpl
+    def woflo_run_finished(self, run: BaseTaskRun[Any]) -> None:
+        self.finished.append(run.task.name)
+
+    @hookimpl
+    def woflo_retry_delay(self, attempt: int) -> float | None:
+        return 0.0 if attempt < 2 else None
+
+
+def _fails_once() -> Any:
+    calls: list[int] = []
+
+    def fn() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("first")
+        return len(calls)
+
+    return fn
+
+
+@pytest.mark.parametrize("timeout", [None, 60], ids=["no-wrapper", "timeouts-wrapper-on"])
+def test_a_plugin_sits_out_the_tasks_it_names_idle_hooks_for(
+    plugins: PluginSystem, timeout: float | None
+) -> None:
+    """Its hooks named idle are not called for that task's runs (with a wrapper of another
+    plugin on the same decision too: then through pluggy's call, less the idle plugin); for
+    another task they are."""
+    watch = SitsOutQuiet()
+    plugins.add(watch, name="sits-out")
+    loud = task(runner=SequentialTaskRun, name="loud", timeout=timeout)(_fails_once())
+    quiet = task(runner=SequentialTaskRun, name="quiet", timeout=timeout)(_fails_once())
+    assert loud().get_result() == 2  # retried: its retry_delay answered
+    run = quiet()
+    assert run.state is RunState.FAILED
+    assert run.attempts == 1  # asked no one: no retry
+    assert watch.finished == ["loud"]
+
+
+def test_idle_hooks_are_asked_once_per_task_and_again_after_plugins_change(
+    plugins: PluginSystem,
+) -> None:
+    watch = SitsOutQuiet()
+    plugins.add(watch, name="sits-out")
+    quiet = task(runner=SequentialTaskRun, name="quiet")(lambda: 1)
+    assert watch.asked == ["quiet"]  # at decoration
+    for _ in range(3):
+        quiet()
+    assert watch.asked == ["quiet"]
+    plugins.add(SitsOutQuiet(), name="another")
+    quiet()
+    assert watch.asked == ["quiet", "quiet"]  # the next call planned again, and asked
+    assert watch.finished == []
+
+
+class Answers:
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    @hookimpl
+    def woflo_idle_hooks(self) -> Any:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    @hookimpl
+    def woflo_run_finished(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        ("woflo_run_finished", r"returned 'woflo_run_finished'; expected a list of hook names"),
+        (
+            ["woflo_execute_attempt"],
+            r"named 'woflo_execute_attempt': it may name only the run"
+            r" hooks it implements \(woflo_run_finished\)",
+        ),
+        (["woflo_run_created"], r"named 'woflo_run_created'"),
+        (42, r"returned 42; expected a list"),
+        (RuntimeError("boom"), r"raised RuntimeError\('boom'\)"),
+    ],
+)
+def test_a_wrong_idle_hooks_answer_fails_the_decoration(
+    plugins: PluginSystem, answer: Any, says: str
+) -> None:
+    with pytest.raises(
+        PluginError, match=r"woflo_idle_hooks of plugin .*\[plugins\]\[0\]. " + says
+    ):
+        task(runner=SequentialTaskRun, plugins=[Answers(answer)])(lambda: 1)
+    plugins.add(Answers(answer), name="answers")  # (process-wide, named)
+    with pytest.raises(PluginError, match="of plugin 'answers'"):
+        task(runner=SequentialTaskRun)(lambda: 1)
+
+
+def test_a_wrong_idle_hooks_answer_asked_again_is_logged_and_every_hook_called(
+    plugins: PluginSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    watch = SitsOutQuiet()
+    plugins.add(watch, name="sits-out")
+    quiet = task(runner=SequentialTaskRun, name="quiet")(lambda: 1)
+    quiet()
+    assert watch.finished == []
+    watch.answer = ["woflo_attempt_started"]  # (not a hook it implements)
+    plugins.add(Answers(None), name="answers")  # (a change: the next call asks again)
+    with caplog.at_level("ERROR", logger="woflo.plugins"):
+        assert quiet().get_result() == 1
+    assert watch.finished == ["quiet"]
+    assert "woflo_idle_hooks of plugin 'sits-out' named 'woflo_attempt_started'" in caplog.text
+
+
+def test_the_cache_and_timeouts_plugins_sit_out_tasks_that_do_not_use_them(
+    plugins: PluginSystem,
+) -> None:
+    def idle(**options: Any) -> set[str]:
+        t = task(runner=SequentialTaskRun, **options)(lambda: 1)
+        return {name for names in plugins.pm.hook.woflo_idle_hooks(task=t) for name in names}
+
+    assert idle() == {
+        "woflo_cached_outcome",
+        "woflo_run_finished",
+        "woflo_attempt_deadline",
+        "woflo_retry_delay",
+    }
+    assert idle(cache=True, timeout=5) == set()
+    assert idle(total_timeout=5, cache_expiration=60) == set()
+
+
 # ---- the hook specifications and the facade -------------------------------------------------
 
-REGISTRATION = {"woflo_add_runners", "woflo_add_options", "woflo_default_runner"}
+REGISTRATION = {
+    "woflo_add_runners",
+    "woflo_add_options",
+    "woflo_default_runner",
+    "woflo_idle_hooks",  # (asked per task, by the facade itself)
+}
 
 
 def _specs() -> dict[str, Any]:

@@ -21,9 +21,10 @@ import atexit
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
-from woflo import BaseTaskRun, Outcome, RunState, TaskOption, hookimpl
+from woflo import BaseTaskRun, Outcome, RunState, Task, TaskOption, hookimpl
 from woflo.options import Validator, callable_or_none, invalid
 from woflo.plugins import background_thread
 
@@ -169,6 +170,13 @@ def _cached(options: Any) -> bool:
     if switch is not None:  # (False: off, even with a key or an expiry)
         return bool(switch)
     return options.get("cache_key") is not None or options.get("cache_expiration") is not None
+
+
+@hookimpl
+def woflo_idle_hooks(task: Task[..., Any]) -> Iterable[str]:
+    if _cached(task.options):
+        return ()
+    return ("woflo_cached_outcome", "woflo_run_finished")  # (a task that does not cache)
 
 
 @hookimpl
