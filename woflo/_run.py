@@ -221,7 +221,8 @@ class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
         :param may_retry: ``False`` ends the run whatever the retry policy says (for example a
             ``KeyboardInterrupt`` raised in the caller's own thread).
         """
-        self._mark_started(call)
+        if not self._call_started or self._call is not call:  # (else reported: no call)
+            self._mark_started(call)
         with self._lock:
             if self._call is not call:
                 return
@@ -287,13 +288,16 @@ class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
         self._hooks.attempt_started(self, call.attempt)
 
     def _launch(self, upstream: list[BaseTaskRun[Any]], shortcut: Any) -> None:
-        self._upstream = tuple(dict.fromkeys(upstream))
+        if upstream:  # (else the empty tuple set in __init__)
+            self._upstream = tuple(dict.fromkeys(upstream))
         self._cached = isinstance(shortcut, Outcome)  # (known before run_created, if at all)
         if not self.blocking:
             live_runs.admit(self)
         self._hooks.run_created(self)
         if upstream:  # it waits for them, then starts (or ends upstream_failed)
             wait_for_upstream(self, upstream, self._end, self._look_up)
+        elif shortcut is None:  # (the common case, without take()'s bound methods)
+            self._run_attempts()
         else:
             take(self, shortcut, self._end, self._run_attempts)
 

@@ -55,8 +55,9 @@ def _stats(task: str) -> _TaskStats:
 
 @hookimpl
 def woflo_attempt_started(run: BaseTaskRun[Any], attempt: int) -> None:
+    name = run.task.name
     with _lock:
-        _stats(run.task.name).attempts += 1
+        (_tasks.get(name) or _stats(name)).attempts += 1
 
 
 @hookimpl
@@ -72,8 +73,9 @@ def woflo_run_finished(run: BaseTaskRun[Any]) -> None:
     duration = run.duration
     state = run.state
     bucket = bisect.bisect_left(BUCKETS, duration)  # (the first bound >= duration)
+    name = run.task.name
     with _lock:
-        stats = _stats(run.task.name)
+        stats = _tasks.get(name) or _stats(name)
         stats.runs[state] += 1
         stats.count += 1
         stats.total += duration

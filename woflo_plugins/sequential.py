@@ -17,6 +17,7 @@ from woflo import BaseTaskRun, TaskCall, hookimpl
 __all__ = ["SequentialTaskRun"]
 
 R = TypeVar("R")
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
 
 
 class SequentialTaskRun(BaseTaskRun[R]):
@@ -29,7 +30,7 @@ class SequentialTaskRun(BaseTaskRun[R]):
         """Execute ``call`` here and now; a Ctrl-C or ``sys.exit()`` in it propagates."""
         self.report_started(call, pid=os.getpid())
         outcome = self.execute(call)
-        interrupted = isinstance(outcome.error, KeyboardInterrupt | SystemExit)
+        interrupted = isinstance(outcome.error, _INTERRUPTS)
         self.report_finished(call, outcome, may_retry=not interrupted)
         if interrupted:
             assert outcome.error is not None

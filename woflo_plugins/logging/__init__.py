@@ -89,10 +89,12 @@ class _Emitter:
 
     def wants(self, level: str) -> bool:
         """Whether an event at ``level`` would be written (asked before building it)."""
-        structlog = _imported_structlog()
-        if structlog is not None and structlog.is_configured():
-            return True  # the application's configuration decides
-        return _LEVELS[level] >= self.threshold()
+        if "structlog" in sys.modules:  # (else it cannot be configured: no call made)
+            structlog = _imported_structlog()
+            if structlog is not None and structlog.is_configured():
+                return True  # the application's configuration decides
+        threshold = self._threshold
+        return _LEVELS[level] >= (self.threshold() if threshold is None else threshold)
 
     def emit(self, level: str, event: str, **fields: Any) -> None:
         structlog = _imported_structlog()

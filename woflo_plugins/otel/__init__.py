@@ -90,6 +90,8 @@ def _tracer() -> Any:
 
 @hookimpl
 def woflo_run_created(run: BaseTaskRun[Any]) -> None:
+    if _state.tracer is None and "opentelemetry.trace" not in sys.modules:
+        return  # (what _tracer() answers first, without the call: a program without OTel)
     tracer = _tracer()
     if tracer is None:
         return
