@@ -242,7 +242,9 @@ class Hooks:
     def attempt_context(self, run: BaseTaskRun[Any], attempt: int) -> Mapping[str, Any]:
         """The merged ``woflo_attempt_context`` of every plugin (empty when none gives any);
         a failing implementation is reported and left out."""
-        plan = self._planned("woflo_attempt_context")[1]
+        count, plans = self._plans  # (:meth:`_planned`, inlined: a call for every attempt)
+        entry = plans.get("woflo_attempt_context") if count == self._counter.changes else None
+        plan = (entry or self._entry("woflo_attempt_context"))[1]
         if not plan:
             return _EMPTY
         merged: dict[str, Any] | None = None
@@ -307,6 +309,10 @@ class Hooks:
 
     def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
         """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
+        count, plans = self._plans  # (no plugin limits the task: no call, for most tasks)
+        entry = plans.get("woflo_attempt_deadline") if count == self._counter.changes else None
+        if entry is not None and not entry[1] and entry[2] is None:
+            return None
         try:
             limits = self._decide("woflo_attempt_deadline", (run, attempt), False)
         except Exception as exc:
@@ -329,7 +335,9 @@ class Hooks:
         An exception from a wrapper (not from the task) is the attempt's failure too.
         """
         try:
-            _impls, plan, _wrapped, old_style = self._planned("woflo_execute_attempt")
+            count, plans = self._plans  # (:meth:`_planned`, inlined: once per attempt)
+            entry = plans.get("woflo_execute_attempt") if count == self._counter.changes else None
+            _impls, plan, _wrapped, old_style = entry or self._entry("woflo_execute_attempt")
             if old_style:  # (pluggy's own call: its Result objects for old-style wrappers)
                 return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
             return _wrapped_call(plan, (call,))  # type: ignore[no-any-return]

@@ -61,7 +61,11 @@ def forward_log(message: dict[str, Any]) -> bool:
 def log_context() -> dict[str, Any] | None:
     """``task``, ``run_id`` and ``attempt`` of the attempt this thread's log records go with,
     or ``None`` when nothing is captured here (see :func:`forward_log`)."""
-    target = _target()
+    target = _capture.get()  # (:func:`_target`, its first step inlined: the caller's case)
+    if target is None:
+        if _dedicated is None:
+            return None
+        target = _target()
     return target[1] if target is not None else None
 
 

@@ -124,7 +124,8 @@ class BaseTaskRun(RunView, RunnerMethods, Renamed, RunLike, Generic[R]):
 
         :raises woflo.errors.WaitTimeout: if ``timeout`` expires first; the run goes on.
         """
-        outcome = self._wait_outcome(timeout)
+        outcome = self._outcome if self._final else self._wait_outcome(timeout)
+        assert outcome is not None  # (final: known)
         if outcome.error is not None:
             raise outcome.error
         return outcome.value  # type: ignore[no-any-return]
