@@ -184,17 +184,23 @@ def _futures(submit: Callable[..., Any]) -> Batch:
 
 
 def overhead(systems: Systems, n: int) -> dict[str, System]:
-    """n no-op calls submitted, then collected: seconds per call."""
+    """n no-op calls submitted, then collected: seconds per call ("woflo, history written":
+    woflo's, with the writing of its history in the time; the other woflo figures leave the
+    writing, done after the calls, out)."""
 
-    def make(batch: Batch) -> System:
+    def make(batch: Batch, written: bool = False) -> System:
         def measure() -> float:
             start = time.perf_counter()
             batch(noop, [(i,) for i in range(n)])
+            if written:
+                _written()
             return (time.perf_counter() - start) / n
 
         return measure
 
-    return {name: make(batch) for name, batch in systems.batch.items()}
+    result = {name: make(batch) for name, batch in systems.batch.items()}
+    result["woflo, history written"] = make(systems.batch["woflo"], written=True)
+    return result
 
 
 def one_at_a_time(systems: Systems, n: int) -> dict[str, System]:
@@ -398,8 +404,6 @@ def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
     the calls, would run in another system's time): not timed ("woflo (sequential)": as a
     program that pauses between bursts sees it) and timed ("..., history written": its whole
     cost, as a program that never pauses pays it)."""
-    import woflo_plugins.history
-
     t = woflo.task(runner=SequentialTaskRun, retries=3, retry_sleep_time=1)(noop)
 
     def woflo_(written: bool) -> float:
@@ -407,10 +411,8 @@ def retries_overhead(systems: Systems, n: int) -> dict[str, System]:
         for i in range(n):
             t(i).get_result()
         if written:
-            woflo_plugins.history.flush(30)
-        spent = (time.perf_counter() - start) / n
-        woflo_plugins.history.flush(30)
-        return spent
+            _written()
+        return (time.perf_counter() - start) / n
 
     def plain() -> float:
         start = time.perf_counter()
@@ -563,7 +565,17 @@ def measure(workload: dict[str, System], rounds: int) -> dict[str, float]:
         turn = round_ % max(1, len(names))  # one after a pause, or another's clean-up)
         for name in names[turn:] + names[:turn]:
             samples[name].append(workload[name]())
+            _written()  # (woflo's history: never in the next system's time)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _written() -> None:
+    """Wait until woflo's history holds every run so far. Its writer gathers while calls keep
+    coming and writes at the first pause: left alone, it would write one system's runs in
+    the time of the next one measured."""
+    import woflo_plugins.history
+
+    woflo_plugins.history.flush(30)
 
 
 def _versions() -> str:
