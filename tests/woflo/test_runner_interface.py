@@ -4,6 +4,7 @@ the rules the core enforces whatever plugins are installed."""
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import subprocess
 import sys
@@ -434,3 +435,29 @@ def test_a_retry_that_cannot_be_scheduled_fails_the_run_with_the_reason(
 
 def _fails() -> None:
     raise ConnectionError("down")
+
+
+@pytest.mark.parametrize("cls", [Outcome, TaskCall])
+def test_outcomes_and_calls_are_frozen_dataclasses_built_from_every_field(cls: Any) -> None:
+    # (their __init__ is written by hand, for speed: it must take and set every field)
+    import dataclasses
+
+    fields = dataclasses.fields(cls)
+    assert list(inspect.signature(cls).parameters) == [f.name for f in fields]
+    values = {f.name: object() for f in fields}
+    made = cls(**values)
+    assert {name: getattr(made, name) for name in values} == values
+    assert made == dataclasses.replace(made)
+    assert made == cls(*values.values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(made, fields[0].name, None)
+    missing = dataclasses.MISSING
+    required = [f.name for f in fields if f.default is missing and f.default_factory is missing]
+    defaults = cls(*[values[name] for name in required])
+    for f in fields:  # (the defaults the dataclass declares: a new dict for each factory)
+        if f.default_factory is not missing:
+            assert getattr(defaults, f.name) == f.default_factory()
+            another = cls(*[values[name] for name in required])
+            assert getattr(defaults, f.name) is not getattr(another, f.name)
+        elif f.default is not missing:
+            assert getattr(defaults, f.name) == f.default
