@@ -47,6 +47,8 @@ def test_plugins_load_on_first_use() -> None:
     assert "woflo_plugins.sequential" in modules
     assert "woflo_plugins.retries" in modules
     assert "structlog" not in modules  # the logging plugin imports it only to write an event
+    assert "woflo_plugins.history" in modules
+    assert "sqlite3" not in modules  # the history's writer imports it, in its own thread
 
 
 def test_unknown_runner_name_lists_the_registered_ones() -> None:

@@ -37,7 +37,6 @@ from typing import Any
 from woflo import BaseTaskRun, Outcome, RunState, hookimpl
 from woflo.options import from_env, number, whole_number
 from woflo.plugins import background_thread
-from woflo_plugins.history import _store as store
 
 __all__ = ["DAYS_ENV", "ENV", "FLUSH_AT_EXIT", "MAX_RUNS_ENV", "flush", "reset"]
 
@@ -165,6 +164,7 @@ class _Recorder:
         import socket
 
         from woflo import history
+        from woflo_plugins.history import _store as store  # (sqlite3: here, not at loading)
 
         connection = None
         assert self.program is not None  # (set before the thread starts)
@@ -172,12 +172,12 @@ class _Recorder:
         program = (key, json.dumps(argv), pid, socket.gethostname(), cwd, started)
         while True:
             self.wake.wait(HOLD if self.live else None)
-            self._gathering()
+            self._gathering(store.ENDED_FIELDS)
             self.wake.clear()  # then the flag: a run that sees it down wakes the next batch
             self.awake = False
             with self.asked:
                 ticket = self.flushes  # (the flushes asked up to now: this pass answers them)
-            batch = self._gather(draining=ticket > self.flushed)
+            batch = self._gather(store, draining=ticket > self.flushed)
             try:
                 if connection is None:
                     connection = history.connect()
@@ -214,7 +214,7 @@ class _Recorder:
                 if not self.failed and not self.ended:
                     self.idle.set()
 
-    def _gathering(self) -> None:
+    def _gathering(self, fields: int) -> None:
         """Let a batch gather: while events keep coming, for up to :data:`MAX_DELAY` seconds,
         so that a busy program's runs do not share their process with writes (on a clock: the
         runs' events never wake the writer here; a :meth:`flush` does, at exit say)."""
@@ -225,7 +225,7 @@ class _Recorder:
         while self.flushed >= self.flushes:
             if self.hurry.wait(BATCH_WINDOW):
                 return
-            ended_runs = len(ended) // store.ENDED_FIELDS
+            ended_runs = len(ended) // fields
             if ended_runs + len(failed) >= MAX_EVENTS or time.monotonic() >= until:
                 return
             count = len(live) + len(ended) + len(failed)  # (grows with every event)
@@ -233,7 +233,7 @@ class _Recorder:
                 return
             seen = count
 
-    def _gather(self, draining: bool) -> dict[int, list[tuple[Any, ...]]]:
+    def _gather(self, store: Any, draining: bool) -> dict[int, list[tuple[Any, ...]]]:
         """The next batch, as the store's rows: what the queues hold (the runs and failed
         attempts that ended), and the runs going on for :data:`HOLD` seconds or more as they
         are now (all of them when draining), each written again only when it changed. A run
@@ -260,7 +260,8 @@ class _Recorder:
             if not state.is_final and shown.get(run.run_id) != (state, attempts):
                 shown[run.run_id] = (state, attempts)
                 going.append((run, state, attempts))
-        return store.event_rows(program_id, failed, ended, going)
+        rows: dict[int, list[tuple[Any, ...]]] = store.event_rows(program_id, failed, ended, going)
+        return rows
 
     def _prune(self) -> None:
         from woflo import history
