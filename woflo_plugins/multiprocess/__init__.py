@@ -33,7 +33,7 @@ from woflo import BaseTaskRun, TaskCall, TaskOption, hookimpl, remote
 from woflo.errors import PoolBroken
 from woflo.options import check, from_env, seconds, whole_number
 from woflo.plugins import background_thread
-from woflo_plugins.multiprocess import _world
+from woflo_plugins.multiprocess import _forks, _world  # noqa: F401  (_forks: its fork hooks, now)
 
 __all__ = [
     "MultiprocessTaskRun",

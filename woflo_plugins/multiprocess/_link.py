@@ -13,44 +13,11 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 
 from woflo import remote
 from woflo.plugins import get_plugin_system
+from woflo_plugins.multiprocess._forks import fork_guard
 from woflo_plugins.multiprocess._zygote import RECORD, SPAWN
-
-
-class _ForkGuard:
-    """Holds back ``os.fork()`` in the program's other threads while a zygote is started.
-
-    ``subprocess`` learns that its child has executed by reading a pipe until its end: a plain
-    ``fork()`` in another thread meanwhile (``multiprocessing``'s ``fork`` start method, a
-    library forking its workers right after a task was decorated) copies the pipe's write end
-    into a child that never executes, and the zygote's start, so every run, waits forever. So
-    does the zygote's end of the control socket. A fork waits here for the start (a few
-    milliseconds) instead; forks that execute (``subprocess`` itself) are not held."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self._held = threading.local()
-        os.register_at_fork(
-            before=self._before, after_in_parent=self._after, after_in_child=self._in_child
-        )
-
-    def _before(self) -> None:
-        self._held.it = self.lock.acquire(timeout=30)  # (never a fork refused: at worst late)
-
-    def _after(self) -> None:
-        if getattr(self._held, "it", False):
-            self._held.it = False
-            self.lock.release()
-
-    def _in_child(self) -> None:
-        self.lock = threading.Lock()  # (the child's copy is held by the fork; nothing starts)
-        self._held = threading.local()
-
-
-_fork_guard = _ForkGuard()
 
 
 class ZygoteLink:
@@ -59,7 +26,7 @@ class ZygoteLink:
     def __init__(self) -> None:
         code = "from woflo_plugins.multiprocess._zygote import main; main()"
         flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-        with _fork_guard.lock:  # (no fork elsewhere until the zygote executed: see _ForkGuard)
+        with fork_guard.lock:  # (no fork elsewhere until the zygote executed: see ForkGuard)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 self.process = subprocess.Popen(
