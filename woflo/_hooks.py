@@ -13,6 +13,7 @@ Building the plugin manager is :mod:`woflo.plugins`' business; using the answers
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +23,7 @@ import pluggy
 from woflo._idle import ask_idle
 from woflo._types import Outcome, TaskCall
 from woflo._upstream import RunLike
+from woflo._wrappers import wrapped_call
 from woflo.errors import PluginError
 from woflo.hookspecs import RUN_HOOKS
 
@@ -81,15 +83,21 @@ class _Uncounted:
 
 
 def _notifier(typed: _F) -> _F:
-    """The facade's method firing the lifecycle hook ``typed`` names (its signature the
-    hook's, shown by ``inspect``; called with positional arguments): each implementation is
+    """The facade's method firing the lifecycle hook ``typed`` names (its arguments the
+    hook's, positional only: ``inspect`` shows them so): each implementation is
     called on its own (newest registered first, as pluggy does), a failure reported on the
     run (the first argument) and the next one called. The plan is looked up here, inline, and
     the arguments taken as they come: these are the calls made most often (accepting keywords
     too cost 2.4k instructions a sequential run, 1.8%, by callgrind)."""
+    import inspect  # (loaded by pluggy already)
+
     name = sys.intern(f"woflo_{typed.__name__}")
+    signature = inspect.signature(typed)
+    arity = len(signature.parameters) - 1  # (without self)
 
     def notify(self: Hooks, *args: Any) -> None:
+        if len(args) != arity:  # (the stub says what is missing or too much)
+            typed(self, *args)
         count, plans = self._plans
         entry = plans.get(name) if count == self._counter.changes else None
         for function, picks, impl in (entry or self._entry(name))[1]:
@@ -104,7 +112,9 @@ def _notifier(typed: _F) -> _F:
     notify.__name__ = typed.__name__
     notify.__qualname__ = typed.__qualname__
     notify.__doc__ = typed.__doc__
-    notify.__wrapped__ = typed  # type: ignore[attr-defined]  # (its signature, for inspect)
+    notify.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(kind=p.POSITIONAL_ONLY) for p in signature.parameters.values()]
+    )
     return notify  # type: ignore[return-value]
 
 
@@ -119,7 +129,7 @@ class Hooks:
         self._counter: Any = pm if isinstance(pm, PluginManager) else _Uncounted()
         self._plans: tuple[int, dict[str, _Entry]] = (-1, {})
         self._task: Any = None
-        self._idle: tuple[int, dict[str, frozenset[str]]] = (-1, {})
+        self._idle: tuple[object, dict[str, frozenset[str]]] = (None, {})
 
     def for_task(self, task: Any) -> Hooks:
         """These hooks as ``task``'s runs call them: without the implementations its plugins
@@ -129,19 +139,25 @@ class Hooks:
             run hooks (or an implementation that raises).
         """
         hooks = Hooks(self._pm)
-        hooks._task = task
-        changes = self._counter.changes
-        hooks._idle = (changes if changes >= 0 else -1, ask_idle(self._relay, task, strict=True))
+        hooks._task = weakref.ref(task)  # (no cycle: a task is freed as soon as it is unused)
+        hooks._idle = (self._registered(), ask_idle(self._relay, task, strict=True))
         return hooks
 
-    def _idle_now(self) -> dict[str, frozenset[str]]:
-        """The task's idle hooks by plugin name, asked again once plugins changed (at every
-        plan, for a manager that does not count its changes)."""
+    def _registered(self) -> object:
+        """What tells whether plugins were registered or removed since: woflo's count, or
+        the plugin objects of a manager that does not count."""
         changes = self._counter.changes
-        count, idle = self._idle
-        if count != changes or changes < 0:
-            idle = ask_idle(self._relay, self._task, strict=False)
-            self._idle = (changes, idle)
+        return changes if changes >= 0 else frozenset(map(id, self._pm.get_plugins()))
+
+    def _idle_now(self) -> dict[str, frozenset[str]]:
+        """The task's idle hooks by plugin name, asked again once plugins were registered or
+        removed since they were asked."""
+        registered = self._registered()
+        seen, idle = self._idle
+        task = self._task()
+        if seen != registered and task is not None:
+            idle = ask_idle(self._relay, task, strict=False)
+            self._idle = (registered, idle)
         return idle
 
     # ---- lifecycle notifications (each one call: see _notifier) ----------------------------
@@ -193,7 +209,7 @@ class Hooks:
             plans = self._plans[1]
             impls = caller.get_hookimpls()
             entry = plans.get(name)
-            if entry is not None and entry[0] == impls and self._task is None:
+            if entry is not None and entry[0] == impls:
                 return entry
         kept = impls
         if self._task is not None and name in RUN_HOOKS:  # (a task's: less what sits out)
@@ -202,13 +218,9 @@ class Hooks:
                 kept = [impl for impl in impls if name not in idle.get(impl.plugin_name, ())]
         wrapped = None  # (or the pluggy call that does, less the idle: a wrapper is in it)
         if any(impl.hookwrapper or impl.wrapper for impl in kept):
-            idle_plugins = [impl.plugin for impl in impls if impl not in kept]
-            try:
-                wrapped = (
-                    self._pm.subset_hook_caller(name, idle_plugins) if idle_plugins else caller
-                )
-            except TypeError:  # (an unhashable plugin object: idle ones are called, harmlessly)
-                wrapped = caller
+            idle_plugins = [impl.plugin for impl in impls if impl not in kept]  # (hashable:
+            # ask_idle keeps no answer of a plugin object that is not)
+            wrapped = self._pm.subset_hook_caller(name, idle_plugins) if idle_plugins else caller
         old_style = any(impl.hookwrapper for impl in kept)
         entry = (impls, _plan(caller, kept), wrapped, old_style)
         plans[name] = entry  # (into the plans of the count read, never a newer one's)
@@ -340,7 +352,7 @@ class Hooks:
             _impls, plan, _wrapped, old_style = entry or self._entry("woflo_execute_attempt")
             if old_style:  # (pluggy's own call: its Result objects for old-style wrappers)
                 return self._relay.woflo_execute_attempt(call=call)  # type: ignore[no-any-return]
-            return _wrapped_call(plan, (call,))  # type: ignore[no-any-return]
+            return wrapped_call(plan, (call,))  # type: ignore[no-any-return]
         except BaseException as error:
             return Outcome(error=error)
 
@@ -354,60 +366,6 @@ class Hooks:
 
             traceback.print_exc()
             return True
-
-
-def _wrapped_call(plan: list[Any], args: tuple[Any, ...]) -> Any:
-    """What pluggy's call of a ``firstresult`` hook answers whose wrappers are all new-style
-    (``wrapper=True``), in its order and with its semantics: each wrapper runs to its
-    ``yield`` (outermost first), the first answer but ``None`` of the others is sent back in
-    (an exception thrown in), innermost wrapper first; what a wrapper returns or raises is
-    what the next one out gets. Without pluggy's per-call machinery (two thirds of it)."""
-    result: Any = None
-    error: BaseException | None = None
-    entered: list[Any] = []
-    try:
-        for function, picks, impl in plan:
-            answer = function(*args) if picks is None else function(*[args[i] for i in picks])
-            if impl.wrapper:
-                try:
-                    next(answer)
-                except StopIteration as stopped:  # (its context kept, as pluggy's is)
-                    raise RuntimeError(_misbehaved(answer, "did not yield")) from stopped
-                entered.append(answer)
-            elif answer is not None:
-                result = answer
-                break
-    except BaseException as exc:
-        error = exc
-    for wrapper in reversed(entered):
-        try:
-            if error is not None:
-                try:
-                    wrapper.throw(error)
-                except RuntimeError as exc:  # (a StopIteration thrown in comes back so)
-                    if isinstance(error, StopIteration) and exc.__cause__ is error:
-                        wrapper.close()
-                        continue
-                    raise
-            else:
-                wrapper.send(result)
-            wrapper.close()  # (a second yield: its finally blocks run, and may raise)
-        except StopIteration as stopped:
-            result, error = stopped.value, None
-            continue
-        except BaseException as exc:
-            error = exc
-            continue
-        raise RuntimeError(_misbehaved(wrapper, "has second yield"))  # (past the others, as
-        # pluggy does: no wrapper outside it sees this error)
-    if error is not None:
-        raise error
-    return result
-
-
-def _misbehaved(wrapper: Any, what: str) -> str:
-    code = wrapper.gi_code
-    return f"wrap_controller at {code.co_name!r} {code.co_filename}:{code.co_firstlineno} {what}"
 
 
 def _plan(caller: Any, impls: list[Any]) -> list[tuple[Any, tuple[int, ...] | None, Any]]:

@@ -28,6 +28,8 @@ def ask_idle(relay: Any, task: Any, strict: bool) -> dict[str, frozenset[str]]:
         try:
             answer = impl.function(task) if impl.argnames else impl.function()
             names = _checked(relay, impl.plugin_name, answer, where)
+            if names:
+                _hashable(impl.plugin, where)
         except Exception as exc:
             error = exc if isinstance(exc, PluginError) else PluginError(f"{where} raised {exc!r}")
             if strict:
@@ -60,3 +62,16 @@ def _checked(relay: Any, plugin: str, answer: Any, where: str) -> frozenset[str]
             f"({', '.join(own) or 'none'})"
         )
     return names
+
+
+def _hashable(plugin: object, where: str) -> None:
+    """Refuse a plugin object that cannot be hashed: its hooks are left out of a call with a
+    wrapper through pluggy's ``subset_hook_caller``, which keeps the plugins in a set."""
+    try:
+        hash(plugin)
+    except TypeError:
+        raise PluginError(
+            f"{where}: the plugin object {type(plugin).__name__!r} cannot be hashed, and woflo "
+            "leaves hooks out of a call by plugin object: make it hashable (a module, a plain "
+            "class instance, a @dataclass(eq=False) or frozen=True)"
+        ) from None

@@ -124,8 +124,9 @@ def woflo_idle_hooks(task: Task[..., Any]) -> Iterable[str] | None:
 
     Fires for each task when it is decorated, in the process decorating it, and again at its
     next call once plugins were registered or removed. Each implementation answers for its own
-    plugin only. The names must be hooks of :data:`RUN_HOOKS` that the plugin implements;
-    another answer fails the decoration with :class:`woflo.errors.PluginError` (asked again
+    plugin only. The names must be hooks of :data:`RUN_HOOKS` that the plugin implements, and
+    the plugin object hashable (they are left out of a call by plugin object); another answer
+    fails the decoration with :class:`woflo.errors.PluginError` (asked again
     later, it is logged on ``woflo.plugins`` and every hook of that plugin is called).
 
     :param task: the task, its ``options`` validated.

@@ -6,10 +6,14 @@ Third-party discovery goes through a real distribution (a ``*.dist-info`` direct
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import inspect
 import sys
+import weakref
 from typing import Any
 
+import pluggy
 import pytest
 
 from woflo import BaseTaskRun, Outcome, RunState, hookimpl, hookspecs, task
@@ -415,20 +419,85 @@ def test_a_plugin_sits_out_the_tasks_it_names_idle_hooks_for(
     assert watch.finished == ["loud"]
 
 
+@pytest.mark.parametrize("manager", ["woflo's", "pluggy's own"])
 def test_idle_hooks_are_asked_once_per_task_and_again_after_plugins_change(
-    plugins: PluginSystem,
+    plugins: PluginSystem, manager: str
 ) -> None:
+    """On woflo's manager (which counts what is registered) and on a plain pluggy one (whose
+    plugins are compared instead) alike."""
     watch = SitsOutQuiet()
     plugins.add(watch, name="sits-out")
-    quiet = task(runner=SequentialTaskRun, name="quiet")(lambda: 1)
-    assert watch.asked == ["quiet"]  # at decoration
-    for _ in range(3):
+    system = plugins
+    if manager == "pluggy's own":
+        pm = pluggy.PluginManager("woflo")
+        pm.add_hookspecs(hookspecs)
+        for name, plugin in plugins.pm.list_name_plugin():
+            pm.register(plugin, name=name)
+        system = PluginSystem(pm)
+    previous = set_plugin_system(system)
+    try:
+        quiet = task(runner=SequentialTaskRun, name="quiet")(lambda: 1)
+        assert watch.asked == ["quiet"]  # at decoration
+        for _ in range(3):
+            quiet()
+        assert watch.asked == ["quiet"]
+        system.pm.register(SitsOutQuiet(), name="another")
         quiet()
-    assert watch.asked == ["quiet"]
-    plugins.add(SitsOutQuiet(), name="another")
-    quiet()
-    assert watch.asked == ["quiet", "quiet"]  # the next call planned again, and asked
-    assert watch.finished == []
+        assert watch.asked == ["quiet", "quiet"]  # the next call planned again, and asked
+        quiet()
+        assert watch.asked == ["quiet", "quiet"]
+        assert watch.finished == []
+    finally:
+        set_plugin_system(previous)
+
+
+def test_a_plugin_object_that_cannot_be_hashed_may_not_sit_a_task_out(
+    plugins: PluginSystem,
+) -> None:
+    """Its hooks are left out of a call with a wrapper by plugin object (pluggy's
+    ``subset_hook_caller``): refused at decoration, rather than called after all."""
+
+    @dataclasses.dataclass  # (eq: no __hash__)
+    class Unhashable:
+        @hookimpl
+        def woflo_idle_hooks(self) -> Any:
+            return ["woflo_run_finished"]
+
+        @hookimpl
+        def woflo_run_finished(self) -> None:
+            pass
+
+    with pytest.raises(PluginError, match=r"plugin object 'Unhashable' cannot be hashed"):
+        task(runner=SequentialTaskRun, plugins=[Unhashable()])(lambda: 1)
+
+
+def test_the_facade_notifications_take_the_hook_arguments_positionally() -> None:
+    """As inspect shows them; a wrong call is the caller's error, never a plugin's."""
+    t = task(runner=SequentialTaskRun)(lambda: 1)
+    run = t()
+    errors = list(run.hook_errors)
+    parameters = inspect.signature(t.hooks.attempt_finished).parameters.values()
+    assert [p.name for p in parameters] == ["run", "attempt", "outcome"]
+    assert {p.kind for p in parameters} == {inspect.Parameter.POSITIONAL_ONLY}
+    with pytest.raises(TypeError, match=r"run_finished\(\) got an unexpected keyword"):
+        t.hooks.run_finished(run=run)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'attempt'"):
+        t.hooks.attempt_started(run)  # type: ignore[call-arg]
+    assert run.hook_errors == errors
+
+
+def test_a_task_no_longer_used_is_freed_at_once() -> None:
+    """Its hooks refer back to it weakly: no cycle for the garbage collector to find."""
+    t = task(runner=SequentialTaskRun)(lambda: 1)
+    gc.disable()
+    try:
+        other = t.with_options(name="other")
+        other()
+        freed = weakref.ref(other)
+        del other
+        assert freed() is None
+    finally:
+        gc.enable()
 
 
 class Answers:
