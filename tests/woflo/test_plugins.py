@@ -13,9 +13,9 @@ import sys
 import weakref
 from typing import Any
 
-import pluggy
 import pytest
 
+from tests.woflo.test_run import on_a_plain_pluggy_manager
 from woflo import BaseTaskRun, Outcome, RunState, hookimpl, hookspecs, task
 from woflo.errors import PluginError
 from woflo.plugins import PluginSystem, get_plugin_system, set_plugin_system
@@ -427,13 +427,7 @@ def test_idle_hooks_are_asked_once_per_task_and_again_after_plugins_change(
     plugins are compared instead) alike."""
     watch = SitsOutQuiet()
     plugins.add(watch, name="sits-out")
-    system = plugins
-    if manager == "pluggy's own":
-        pm = pluggy.PluginManager("woflo")
-        pm.add_hookspecs(hookspecs)
-        for name, plugin in plugins.pm.list_name_plugin():
-            pm.register(plugin, name=name)
-        system = PluginSystem(pm)
+    system = plugins if manager == "woflo's" else on_a_plain_pluggy_manager(plugins)
     previous = set_plugin_system(system)
     try:
         quiet = task(runner=SequentialTaskRun, name="quiet")(lambda: 1)

@@ -490,6 +490,15 @@ def test_a_bad_retry_delay_is_reported_and_not_retried(
     assert "expected seconds >= 0" in str(run.hook_errors[0])
 
 
+def on_a_plain_pluggy_manager(system: PluginSystem) -> PluginSystem:
+    """The plugins of ``system`` on a plain ``pluggy.PluginManager`` (which counts nothing)."""
+    pm = pluggy.PluginManager("woflo")
+    pm.add_hookspecs(hookspecs)
+    for name, plugin in system.pm.list_name_plugin():
+        pm.register(plugin, name=name)
+    return PluginSystem(pm)
+
+
 @pytest.mark.parametrize("manager", ["woflo's", "pluggy's own"])
 def test_a_plugin_registered_or_removed_between_calls_is_seen_at_the_next_call(
     plugins: PluginSystem, manager: str
@@ -497,13 +506,7 @@ def test_a_plugin_registered_or_removed_between_calls_is_seen_at_the_next_call(
     """woflo plans each hook's calls once per change to what is registered: a plugin
     registered, removed or blocked through the manager itself is called, or no longer called,
     from the next call of every family of hooks on (on a plain pluggy manager too)."""
-    system = plugins
-    if manager == "pluggy's own":
-        pm = pluggy.PluginManager("woflo")
-        pm.add_hookspecs(hookspecs)
-        for name, plugin in plugins.pm.list_name_plugin():
-            pm.register(plugin, name=name)
-        system = PluginSystem(pm)
+    system = plugins if manager == "woflo's" else on_a_plain_pluggy_manager(plugins)
     seen: list[str] = []
 
     class Watch:
