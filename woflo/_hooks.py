@@ -12,6 +12,7 @@ Building the plugin manager is :mod:`woflo.plugins`' business; using the answers
 
 from __future__ import annotations
 
+import inspect
 import sys
 import weakref
 from collections.abc import Callable, Mapping
@@ -89,8 +90,6 @@ def _notifier(typed: _F) -> _F:
     run (the first argument) and the next one called. The plan is looked up here, inline, and
     the arguments taken as they come: these are the calls made most often (accepting keywords
     too cost 2.4k instructions a sequential run, 1.8%, by callgrind)."""
-    import inspect  # (loaded by pluggy already)
-
     name = sys.intern(f"woflo_{typed.__name__}")
     signature = inspect.signature(typed)
     arity = len(signature.parameters) - 1  # (without self)
@@ -128,7 +127,7 @@ class Hooks:
         self._relay = pm.hook
         self._counter: Any = pm if isinstance(pm, PluginManager) else _Uncounted()
         self._plans: tuple[int, dict[str, _Entry]] = (-1, {})
-        self._task: Any = None
+        self._task: weakref.ref[Any] | None = None  # (the task these hooks are for, if any)
         self._idle: tuple[object, dict[str, frozenset[str]]] = (None, {})
 
     def for_task(self, task: Any) -> Hooks:
@@ -154,7 +153,7 @@ class Hooks:
         removed since they were asked."""
         registered = self._registered()
         seen, idle = self._idle
-        task = self._task()
+        task = self._task() if self._task is not None else None
         if seen != registered and task is not None:
             idle = ask_idle(self._relay, task, strict=False)
             self._idle = (registered, idle)
@@ -232,14 +231,12 @@ class Hooks:
         entry = plans.get(name) if count == self._counter.changes else None
         return entry or self._entry(name)
 
-    def _decide(self, name: str, args: tuple[Any, ...], first: bool) -> Any:
-        """What pluggy's call of the decision hook ``name`` answers (``first``: it is
-        ``firstresult``): each implementation's answer but ``None``, in pluggy's order; an
-        exception is raised. Called here, without pluggy's machinery per call, unless an
+    def _decide(self, entry: _Entry, args: tuple[Any, ...], first: bool) -> Any:
+        """What pluggy's call of a decision hook answers, from its plan ``entry`` (``first``:
+        it is ``firstresult``): each implementation's answer but ``None``, in pluggy's order;
+        an exception is raised. Called here, without pluggy's machinery per call, unless an
         implementation is a wrapper."""
-        count, plans = self._plans  # (:meth:`_planned`, inlined, as in the notifications)
-        entry = plans.get(name) if count == self._counter.changes else None
-        _impls, plan, wrapped, _old = entry or self._entry(name)
+        _impls, plan, wrapped, _old = entry
         if wrapped is not None:
             return wrapped(**dict(zip(wrapped.spec.argnames, args, strict=True)))
         answers = []
@@ -278,11 +275,12 @@ class Hooks:
         """A value for ``run`` without executing it, a run to take it from, or ``None``. An
         exception from a plugin is raised (a cache key that cannot be made fails the call);
         an answer of another kind is reported on the run and ignored."""
-        count, plans = self._plans  # (no plugin asked: no call, for most tasks)
+        count, plans = self._plans  # (:meth:`_planned`, inlined: once per run)
         entry = plans.get("woflo_cached_outcome") if count == self._counter.changes else None
-        if entry is not None and not entry[1] and entry[2] is None:
+        entry = entry or self._entry("woflo_cached_outcome")
+        if not entry[1] and entry[2] is None:  # (no plugin asked: no call, for most tasks)
             return None
-        answer = self._decide("woflo_cached_outcome", (run,), True)
+        answer = self._decide(entry, (run,), True)
         if answer is None or (isinstance(answer, Outcome) and answer.error is None):
             return answer
         if isinstance(answer, RunLike) and hasattr(answer, "run_id") and answer is not run:
@@ -300,7 +298,7 @@ class Hooks:
     def retry_delay(self, run: BaseTaskRun[Any], attempt: int, outcome: Outcome) -> float | None:
         """Seconds until the next attempt, or ``None`` for no retry."""
         try:
-            delay = self._decide("woflo_retry_delay", (run, attempt, outcome), True)
+            delay = self._decide(self._planned("woflo_retry_delay"), (run, attempt, outcome), True)
         except Exception as exc:
             report_hook_error(run, "woflo_retry_delay", exc)
             return None
@@ -321,12 +319,13 @@ class Hooks:
 
     def attempt_deadline(self, run: BaseTaskRun[Any], attempt: int) -> float | None:
         """The smallest time limit, in seconds, any plugin sets on the attempt; ``None``: none."""
-        count, plans = self._plans  # (no plugin limits the task: no call, for most tasks)
-        entry = plans.get("woflo_attempt_deadline") if count == self._counter.changes else None
-        if entry is not None and not entry[1] and entry[2] is None:
-            return None
         try:
-            limits = self._decide("woflo_attempt_deadline", (run, attempt), False)
+            count, plans = self._plans  # (:meth:`_planned`, inlined: once per attempt)
+            entry = plans.get("woflo_attempt_deadline") if count == self._counter.changes else None
+            entry = entry or self._entry("woflo_attempt_deadline")
+            if not entry[1] and entry[2] is None:  # (no plugin limits the task: no call)
+                return None
+            limits = self._decide(entry, (run, attempt), False)
         except Exception as exc:
             report_hook_error(run, "woflo_attempt_deadline", exc)
             return None

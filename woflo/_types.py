@@ -157,7 +157,8 @@ class TaskOption:
 # The generated __init__ of a frozen dataclass sets each field through a global lookup of
 # object.__setattr__ and then a call: about 1.6 us for a TaskCall and 1.1 us for an Outcome,
 # made for every attempt. These set them through a closure's object.__setattr__ (the same
-# objects, frozen as before, the same signature). They must list the dataclass's fields.
+# objects, frozen as before, the same fields and defaults: kwargs and context say None for a
+# new dict). They must list the dataclass's fields, as a test checks.
 
 
 def _outcome_init() -> Callable[..., None]:
