@@ -615,3 +615,78 @@ def test_the_plugin_manager_knows_every_spec(plugins: PluginSystem) -> None:
     assert plugins.hook_names() == sorted(_specs())
     for name in _specs():
         assert getattr(plugins.pm.hook, name).has_spec()
+
+
+_HELPER = """
+from woflo import hookimpl
+
+@hookimpl
+def woflo_run_created(run):
+    pass
+"""
+
+_MODULE_PLUGIN = """
+import functools
+import os
+from os import getpid
+from woflo import hookimpl
+from woflo_fastpath_helper import woflo_run_created  # a marked function, re-exported
+
+@hookimpl(specname="woflo_run_finished")
+def on_finished(run):
+    pass
+
+@hookimpl
+def woflo_add_options():
+    return []
+
+def _started(run, attempt):
+    pass
+
+not_a_hook = functools.partial(_started)  # marked, and no function: no implementation
+not_a_hook.woflo_impl = {}
+woflo_attempt_started = staticmethod(hookimpl(_started))
+del _started
+
+class Marked:
+    @hookimpl
+    def woflo_retry_scheduled(self, run, attempt, outcome, delay):
+        pass
+
+woflo_retry_scheduled = Marked()  # a marked object that is no function: no implementation
+woflo_retry_scheduled.woflo_impl = {}
+CONSTANT = 3
+"""
+
+
+def test_a_module_plugin_registers_what_pluggy_itself_finds(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """woflo's manager passes a module's names that hold no function by at once (a worker's
+    start registers every plugin): what it registers must be what pluggy's own finds."""
+    import pluggy
+
+    (tmp_path / "woflo_fastpath_helper.py").write_text(_HELPER)
+    (tmp_path / "woflo_fastpath_plugin.py").write_text(_MODULE_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import woflo_fastpath_plugin as module
+
+    def found(pm: pluggy.PluginManager) -> set[tuple[str, object]]:
+        pm.register(module, name="fastpath")
+        return {
+            (caller.name, impl.function)
+            for caller in pm.get_hookcallers(module) or ()
+            for impl in caller.get_hookimpls()
+            if impl.plugin is module
+        }
+
+    plain = pluggy.PluginManager("woflo")
+    plain.add_hookspecs(hookspecs)
+    ours = found(PluginSystem.empty().pm)
+    assert ours == found(plain)
+    assert {name for name, _ in ours} == {
+        "woflo_run_created",
+        "woflo_run_finished",
+        "woflo_add_options",
+        "woflo_attempt_started",
+    }

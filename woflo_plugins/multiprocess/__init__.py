@@ -231,6 +231,16 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
         """Start the pool (its zygote) in the background: a task decorated in a script's main
         module is about to be called, and the first call then finds it starting or ready."""
         if _the_pool is None:
+            try:
+                _settings()
+            except Exception:  # a bad setting: the first call says so, where it can be seen
+                return
+            from woflo_plugins.multiprocess import _link
+
+            try:  # the zygote boots meanwhile (from the main thread only: see start_early)
+                _link.start_early()
+            except Exception:  # the pool starts one itself, and says what fails
+                pass
             background_thread(_warm_up, "woflo-warm-up").start()
 
     def prepare(self) -> None:

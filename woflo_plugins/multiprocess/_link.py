@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 
 from woflo import remote
 from woflo.plugins import get_plugin_system
@@ -82,6 +83,48 @@ class ZygoteLink:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+_early_lock = threading.Lock()
+_early: ZygoteLink | None = None
+
+
+def start_early() -> None:
+    """Start the zygote now, in the calling thread, for the pool made next to :func:`adopt`.
+
+    For a decoration in the program's main thread (``warm_up``): the interpreter then boots
+    while the program goes on to its first call, where starting it from the pool's own thread
+    came a few milliseconds later, after that thread was scheduled and had imported the pool.
+    Only the main thread starts one: Linux's parent-death signal follows the *thread* that
+    started the zygote, and the main thread lasts as long as the program.
+    """
+    global _early
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with _early_lock:
+        if _early is None:
+            _early = ZygoteLink()
+
+
+def adopt() -> ZygoteLink:
+    """The zygote :func:`start_early` started, if it is still up, else a new one."""
+    global _early
+    with _early_lock:
+        link, _early = _early, None
+    if link is not None:
+        if link.process.poll() is None:
+            return link
+        link.close()
+    return ZygoteLink()
+
+
+def _forget_early_in_child() -> None:  # a fork of the caller must not adopt its zygote
+    global _early, _early_lock
+    _early = None
+    _early_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_early_in_child)
 
 
 def killpg(pid: int, sig: int) -> None:

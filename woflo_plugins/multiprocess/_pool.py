@@ -35,7 +35,7 @@ from woflo.errors import PoolBroken, TaskStopped
 from woflo_plugins.multiprocess import _endings, _wire
 from woflo_plugins.multiprocess._channel import Channel
 from woflo_plugins.multiprocess._hands import Hands
-from woflo_plugins.multiprocess._link import ZygoteLink, drain, killpg
+from woflo_plugins.multiprocess._link import ZygoteLink, adopt, drain, killpg
 from woflo_plugins.multiprocess._relay import Relay
 from woflo_plugins.multiprocess._schedule import Job, Schedule, TaskEntry, Worker
 
@@ -229,7 +229,7 @@ class Pool(Hands):
         zygote = self._zygote
         if zygote is None:  # the first turn
             try:
-                zygote = self._zygote = ZygoteLink()
+                zygote = self._zygote = adopt()
             except Exception as exc:
                 return PoolBroken(f"could not start the worker pool: {exc}")
             self._selector.register(self._wake_r, selectors.EVENT_READ, None)

@@ -10,6 +10,16 @@ from pathlib import Path
 
 from tests.woflo_plugins.multiprocess._support import run_script
 
+
+def output_of(tmp_path: Path, source: str, env: dict[str, str] | None = None) -> list[str]:
+    """The lines a script of ``source`` printed; it must have exited cleanly and quietly."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    proc = run_script(script, env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    return proc.stdout.splitlines()
+
+
 WAIT_FOR_A_WORKER = """
 import os, time
 import woflo_plugins.multiprocess as mp
@@ -23,21 +33,76 @@ print("workers before any call:", [w.run_id for w in status.workers])
 
 
 def test_a_task_decorated_in_the_main_module_starts_the_pool(tmp_path: Path) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(
+    assert output_of(
+        tmp_path,
         "from woflo import task\n\n@task\ndef double(x):\n    return 2 * x\n"
         + WAIT_FOR_A_WORKER
         + "run = double(21)\n"
         + "print(run.get_result(timeout=20))\n"
-        + "print('ran on the warm worker:', run.attempt_pid == status.workers[0].pid)\n"
-    )
-    proc = run_script(script)
-    assert (proc.returncode, proc.stderr) == (0, "")
-    assert proc.stdout.splitlines() == [
+        + "print('ran on the warm worker:', run.attempt_pid == status.workers[0].pid)\n",
+    ) == [
         "zygote up before any call: True",
         "workers before any call: [None]",
         "42",
         "ran on the warm worker: True",
+    ]
+
+
+ZYGOTES = """
+import os
+def zygotes(thread=None):  # the zygote processes this program's threads (or one) started
+    me = os.getpid()
+    threads = [thread] if thread else os.listdir(f"/proc/{me}/task")
+    found = []
+    for tid in threads:
+        with open(f"/proc/{me}/task/{tid}/children") as listing:
+            for child in listing.read().split():
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                        if b"_zygote" in cmdline.read():
+                            found.append(int(child))
+                except OSError:
+                    pass
+    return found
+"""
+
+
+def test_the_decoration_has_started_the_zygote_when_it_returns(tmp_path: Path) -> None:
+    """The main thread starts the zygote as it decorates (its interpreter boots while the
+    program goes on to its first call), and the pool adopts it: no second one."""
+    assert output_of(
+        tmp_path,
+        ZYGOTES
+        + "from woflo import task\n\n@task\ndef double(x):\n    return 2 * x\n\n"
+        + "early = zygotes(thread=os.getpid())\n"  # (the main thread's own children)
+        + "print('zygotes started by the decoration:', len(early))\n"
+        + "print(double(21).get_result(timeout=20))\n"
+        + "import woflo_plugins.multiprocess as mp\n"
+        + "print('the pool adopted it:', [mp.status().zygote_pid] == early == zygotes())\n",
+    ) == [
+        "zygotes started by the decoration: 1",
+        "42",
+        "the pool adopted it: True",
+    ]
+
+
+def test_a_task_decorated_in_a_thread_that_ends_still_runs(tmp_path: Path) -> None:
+    """Linux's parent-death signal follows the thread that started the zygote: one started
+    by a short-lived thread that decorated a task would die with it, and the pool with it."""
+    assert output_of(
+        tmp_path,
+        "import threading\nfrom woflo import task\n\ndef double(x):\n    return 2 * x\n\n"
+        + "def decorate():\n    global double_task, status\n    double_task = task(double)\n"
+        + textwrap.indent(WAIT_FOR_A_WORKER, "    ")
+        + "thread = threading.Thread(target=decorate)\nthread.start()\nthread.join()\n"
+        + "import woflo_plugins.multiprocess as mp\n"
+        + "print(double_task(21).get_result(timeout=20))\n"
+        + "print('same zygote:', mp.status().zygote_pid == status.zygote_pid)\n",
+    ) == [
+        "zygote up before any call: True",
+        "workers before any call: [None]",
+        "42",
+        "same zygote: True",
     ]
 
 
