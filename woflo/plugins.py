@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
@@ -29,9 +29,6 @@ from woflo._threads import background_thread
 from woflo._types import CORE_OPTIONS, Outcome, TaskCall, TaskOption
 from woflo.errors import PluginError
 from woflo.hookspecs import NOTIFICATIONS, hookimpl
-
-if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
 
 __all__ = [
     "DISABLE_ENV",
@@ -101,25 +98,22 @@ class PluginSystem:
     @classmethod
     def from_entry_points(cls, disabled: Iterable[str] | None = None) -> PluginSystem:
         """Load every plugin of the ``woflo`` entry-point group, minus the disabled ones."""
-        from importlib.metadata import entry_points
+        from woflo._entrypoints import Found, entry_points
 
         if disabled is None:
             disabled = _disabled_from_env()
         blocked = set(disabled)
         system = cls.empty()
-        seen: dict[str, EntryPoint] = {}
-        known: dict[int, tuple[str | None, str | None]] = {}  # (each metadata parsed once)
+        seen: dict[str, Found] = {}
 
-        def label(ep: EntryPoint) -> str:
-            name, version = _identity(ep, known)
-            return f"distribution {name} {version}" if ep.dist else "an unknown distribution"
+        def label(ep: Found) -> str:
+            if ep.distribution is None and ep.version is None:
+                return "an unknown distribution"
+            return f"distribution {ep.distribution} {ep.version}"
 
         # woflo's own first, whatever the order of sys.path: a clash then names the third-party
         # plugin, and third-party decisions (registered later, so called first) win over ours
-        found = sorted(
-            entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda ep: _identity(ep, known)[0] != "woflo",
-        )
+        found = sorted(entry_points(ENTRY_POINT_GROUP), key=lambda ep: ep.distribution != "woflo")
         for ep in found:
             if ep.name in seen:
                 if seen[ep.name].value != ep.value:
@@ -141,12 +135,11 @@ class PluginSystem:
                     f"{label(ep)}) failed to import: {type(exc).__name__}: {exc}. "
                     f"{_how_to_disable(ep.name)}"
                 ) from exc
-            distribution, version = _identity(ep, known)
             system.add(
                 plugin,
                 name=ep.name,
-                distribution=distribution,
-                version=version,
+                distribution=ep.distribution,
+                version=ep.version,
                 entry_point=ep.value,
             )
         system.check()
@@ -387,22 +380,6 @@ class PluginSystem:
 
 def _disabled_from_env() -> set[str]:
     return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
-
-
-def _identity(
-    ep: EntryPoint, known: dict[int, tuple[str | None, str | None]]
-) -> tuple[str | None, str | None]:
-    """The name and version of the distribution ``ep`` comes from (``None``s if unknown), its
-    metadata parsed once per distribution (``known``: by the id of the distribution object,
-    which every entry point of that distribution shares)."""
-    dist = ep.dist
-    if dist is None:
-        return None, None
-    answer = known.get(id(dist))
-    if answer is None:
-        metadata = dist.metadata
-        answer = known[id(dist)] = (metadata["Name"], metadata["Version"])
-    return answer
 
 
 def _origin(name: str | None, entry_point: str | None, distribution: str | None) -> str:

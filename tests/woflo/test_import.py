@@ -49,6 +49,7 @@ def test_plugins_load_on_first_use() -> None:
     assert "structlog" not in modules  # the logging plugin imports it only to write an event
     assert "woflo_plugins.history" in modules
     assert "sqlite3" not in modules  # the history's writer imports it, in its own thread
+    assert "importlib.metadata" not in modules  # (entry points read directly: 20-30 ms less)
 
 
 def test_unknown_runner_name_lists_the_registered_ones() -> None:
