@@ -10,9 +10,11 @@ The plain way: the only finders of distributions on ``sys.meta_path`` are the st
 ``importlib.metadata`` then finds the distributions as the ``*.dist-info`` and ``*.egg-info``
 directories of those directories, in ``sys.path`` order, the first of each normalized name
 winning, and reads the entry points of each from its ``entry_points.txt`` (the format of the
-PyPA's entry points specification); so does this module, in the same order. Anything else,
-and any file it cannot read as that module would, is left to ``importlib.metadata`` itself
-(the same answer, or the same error).
+PyPA's entry points specification); so does this module, in the same order, and takes each
+distribution's name and version from its metadata file when that is written the plain way
+(a missing header is ``None``, as ``metadata.get()`` answers). Anything else, and any file it
+cannot read as that module would, is left to ``importlib.metadata`` itself (the same answer,
+or the same error).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = ["Found", "entry_points"]
 
 _ENTRY = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 _SEPARATORS = re.compile(r"[-_.]+")
+_HEADER = re.compile(r"([!-9;-~]+):")  # (the email parser's header name: printable ASCII)
+_ODD_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # (str.splitlines')
 
 
 class Found:
@@ -82,6 +86,8 @@ def _plain(group: str) -> list[Found] | None:
     file is not what it should be: ``importlib.metadata`` then answers."""
     from importlib.machinery import PathFinder
 
+    if PathFinder not in sys.meta_path:
+        return None  # (importlib.metadata finds nothing then, or another finder's)
     for finder in sys.meta_path:
         if finder is PathFinder or getattr(finder, "find_distributions", None) is None:
             continue
@@ -105,7 +111,10 @@ def _plain(group: str) -> list[Found] | None:
                 if child.lower().endswith((".dist-info", ".egg-info")):
                     return None  # (an upper-case suffix: named by its metadata there)
                 continue
-            normalized = _SEPARATORS.sub("_", stem.partition("-")[0]).lower()
+            name = stem.partition("-")[0]
+            if not name:
+                return None  # (named by its metadata there)
+            normalized = _SEPARATORS.sub("_", name).lower()
             if normalized in seen:
                 continue
             seen.add(normalized)
@@ -119,8 +128,10 @@ def _plain(group: str) -> list[Found] | None:
             if pairs is None:
                 return None
             if pairs:
-                name, version = _name_and_version(directory)
-                found.extend(Found(n, v, name, version) for n, v in pairs)
+                identity = _name_and_version(directory)
+                if identity is None:
+                    return None
+                found.extend(Found(n, v, *identity) for n, v in pairs)
     return found
 
 
@@ -155,26 +166,35 @@ def _pairs(text: str, group: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def _name_and_version(directory: str) -> tuple[str | None, str | None]:
-    """The ``Name`` and ``Version`` headers of the distribution's metadata: the first of each,
-    a folded one joined as the ``email`` parser (``compat32``) joins it."""
-    text = _read(directory, "METADATA") or _read(directory, "PKG-INFO") or ""
+def _name_and_version(directory: str) -> tuple[str | None, str | None] | None:
+    """The ``Name`` and ``Version`` headers of the distribution's metadata (``METADATA``, else
+    ``PKG-INFO``), the first of each, as the ``email`` parser reads them; ``None`` for a file
+    that is not read or not written the plain way (every header on a line of its own, its
+    name printable ASCII, ``\\n`` line ends): importlib.metadata then reads it."""
+    text = _read(directory, "METADATA")
+    if text == "":
+        text = _read(directory, "PKG-INFO")
+    if text is None:
+        return None
+    head = text.partition("\n\n")[0]
+    if head.startswith(("\ufeff", "From ")) or _ODD_BREAKS.search(head):
+        return None
     headers: dict[str, str] = {}
-    current = None  # the header that continuation lines extend, when it is one we keep
-    for line in text.splitlines():
+    kept = False  # (the line before was the Name or Version kept)
+    for line in head.split("\n"):
         if not line:
-            break  # the end of the headers
+            break  # (the end of the headers: a file that starts with a blank line has none)
         if line[0] in " \t":
-            if current is not None:
-                headers[current] += "\n" + line
+            if kept:
+                return None  # (a folded Name or Version)
             continue
-        key, colon, value = line.partition(":")
-        if not colon or not key or any(c <= " " for c in key):
-            break  # not a header: the body starts, for the email parser
-        key = key.lower()
-        current = key if key in ("name", "version") and key not in headers else None
-        if current is not None:
-            headers[current] = value.lstrip(" \t")
+        match = _HEADER.match(line)
+        if match is None:
+            return None
+        key = match.group(1).lower()
+        kept = key in ("name", "version") and key not in headers
+        if kept:
+            headers[key] = line[match.end() :].lstrip(" \t")
     return headers.get("name"), headers.get("version")
 
 
@@ -189,8 +209,9 @@ def _from_importlib(group: str) -> list[Found]:
             name = version = None
         else:
             if id(dist) not in known:
-                metadata = dist.metadata
-                known[id(dist)] = (metadata["Name"], metadata["Version"])
+                metadata: Any = dist.metadata  # (an email message: .get, None when missing,
+                # where [] raises on 3.14)
+                known[id(dist)] = (metadata.get("Name"), metadata.get("Version"))
             name, version = known[id(dist)]
         found.append(Found(ep.name, ep.value, name, version, ep.load))
     return found

@@ -16,7 +16,7 @@ import inspect
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from types import FunctionType, MappingProxyType, MethodType, ModuleType
+from types import FunctionType, MappingProxyType, ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
@@ -74,15 +74,19 @@ class PluginManager(pluggy.PluginManager):
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
         # A module plugin's names are mostly what it imported: pluggy looks each one up with
         # ``inspect.getattr_static`` (about 10 µs a name: 3.6 of the 5.4 ms that registering
-        # woflo's own plugins took, in each worker's start too). A module's value that is no
-        # kind of function, or a plain function without the marker, implements no hook, as
-        # pluggy would find: passed by here at once; every other name is pluggy's to judge.
+        # woflo's own plugins took, in each worker's start too). What no pluggy version takes
+        # for an implementation is passed by here at once: a module's value that is a class,
+        # or whose type has no ``__get__`` (a module, a constant, a marker object, a partial:
+        # neither a function nor a descriptor), and a plain function with neither pluggy's
+        # marker nor a ``__func__``. Every other name is pluggy's to judge.
         if type(plugin) is ModuleType:
             value = plugin.__dict__.get(name, _ABSENT)
             if value is not _ABSENT:
-                if not isinstance(value, _HOOKABLE):
-                    return None
-                if type(value) is FunctionType and not hasattr(value, self._marker):
+                kind = type(value)
+                if kind is FunctionType:
+                    if not hasattr(value, self._marker) and not hasattr(value, "__func__"):
+                        return None
+                elif issubclass(kind, type) or not hasattr(kind, "__get__"):
                     return None
         return super().parse_hookimpl_opts(plugin, name)
 
@@ -92,7 +96,6 @@ class PluginManager(pluggy.PluginManager):
 
 
 _ABSENT = object()
-_HOOKABLE = (FunctionType, MethodType, staticmethod, classmethod)
 
 
 _Entry = tuple[list[Any], list[Any], Any, bool]

@@ -21,8 +21,10 @@ def ours(group: str) -> list[tuple[Any, ...]]:
 
 
 def importlibs(group: str) -> list[tuple[Any, ...]]:
+    """importlib.metadata's answer (a missing Name or Version: None, as woflo takes it, where
+    ``metadata[...]`` warns on 3.12 and raises on 3.14)."""
     return [
-        (e.name, e.value, e.dist.metadata["Name"], e.dist.metadata["Version"])
+        (e.name, e.value, e.dist.metadata.get("Name"), e.dist.metadata.get("Version"))
         if e.dist
         else (e.name, e.value, None, None)
         for e in importlib.metadata.entry_points(group=group)
@@ -163,3 +165,44 @@ def test_a_malformed_entry_points_file_fails_as_importlib_metadata_fails(
     with pytest.raises(type(theirs.value)) as mine:
         ours("g")
     assert str(mine.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize(
+    ("directory", "metadata"),
+    [
+        ("bom-1.0.dist-info", "\ufeffName: bom\nVersion: 1.0\n"),
+        ("feed-1.0.dist-info", "Name: feed\nSummary: a\x0cb\nVersion: 1.0\n"),
+        ("nokey-1.0.dist-info", ":x\nName: nokey\nVersion: 1.0\n"),
+        ("mbox-1.0.dist-info", "From nobody\nName: mbox\nVersion: 1.0\n"),
+        ("folded-1.0.dist-info", "Name: folded\n  more\nVersion: 1.0\n"),
+        ("wide-1.0.dist-info", "Naïve: x\nName: wide\nVersion: 1.0\n"),
+        ("-1.0.dist-info", "Name: unnamed\nVersion: 1.0\n"),  # (named by its metadata)
+        ("bytes-1.0.dist-info", None),  # (METADATA that is not UTF-8)
+    ],
+)
+def test_metadata_not_written_the_plain_way_is_left_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: str, metadata: str | None
+) -> None:
+    dist(tmp_path, directory, metadata, "[g]\ne = mod\n")
+    if metadata is None:
+        (tmp_path / directory / "METADATA").write_bytes(b"Name: bytes\nSummary: \xff\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert _entrypoints._plain("g") is None
+    try:
+        expected: Any = importlibs("g")
+    except Exception as exc:  # (the same error, then)
+        with pytest.raises(type(exc)):
+            ours("g")
+    else:
+        assert ours("g") == expected
+
+
+def test_without_the_path_finder_nothing_is_read_directly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dist(tmp_path, "pkg-1.0.dist-info", "Name: pkg\nVersion: 1.0\n", "[g]\ne = mod\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    from importlib.machinery import PathFinder
+
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if f is not PathFinder])
+    assert ours("g") == importlibs("g")

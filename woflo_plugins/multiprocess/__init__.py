@@ -23,6 +23,7 @@ defined in ``__main__``, nested functions, lambdas and closures work as argument
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Iterable
@@ -142,6 +143,9 @@ def shutdown() -> None:
         pool, _the_pool = _the_pool, None
     if pool is not None:
         pool.close()
+    link = sys.modules.get("woflo_plugins.multiprocess._link")
+    if link is not None:  # (a zygote the decoration started, if no pool took it)
+        link.discard_early()
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +239,10 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
                 _settings()
             except Exception:  # a bad setting: the first call says so, where it can be seen
                 return
-            from woflo_plugins.multiprocess import _link
+            # the pool's modules imported here, not by the thread that makes it: a fork of the
+            # program meanwhile would copy the lock of a module half imported, and its child
+            # wait for ever for it at its first call
+            from woflo_plugins.multiprocess import _link, _pool  # noqa: F401
 
             try:  # the zygote boots meanwhile (from the main thread only: see start_early)
                 _link.start_early()

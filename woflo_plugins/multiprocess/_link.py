@@ -87,6 +87,7 @@ class ZygoteLink:
 
 _early_lock = threading.Lock()
 _early: ZygoteLink | None = None
+_early_started = False  # (one early start a process: for its first pool only)
 
 
 def start_early() -> None:
@@ -96,21 +97,26 @@ def start_early() -> None:
     while the program goes on to its first call, where starting it from the pool's own thread
     came a few milliseconds later, after that thread was scheduled and had imported the pool.
     Only the main thread starts one: Linux's parent-death signal follows the *thread* that
-    started the zygote, and the main thread lasts as long as the program.
+    started the zygote, and the main thread lasts as long as the program. Only once in a
+    process: the decorations that come while the first pool starts (a script's others) find
+    its zygote adopted, or about to be, and the pools after it start their own.
     """
-    global _early
+    global _early, _early_started
     if threading.current_thread() is not threading.main_thread():
         return
     with _early_lock:
-        if _early is None:
+        if not _early_started:
+            _early_started = True
             _early = ZygoteLink()
 
 
 def adopt() -> ZygoteLink:
-    """The zygote :func:`start_early` started, if it is still up, else a new one."""
-    global _early
+    """The zygote :func:`start_early` started, if it is still up, else a new one. Either way
+    no early start comes after it: a decoration meanwhile would start one no pool adopts."""
+    global _early, _early_started
     with _early_lock:
         link, _early = _early, None
+        _early_started = True
     if link is not None:
         if link.process.poll() is None:
             return link
@@ -118,9 +124,20 @@ def adopt() -> ZygoteLink:
     return ZygoteLink()
 
 
+def discard_early() -> None:
+    """Stop the zygote :func:`start_early` started if no pool adopted it (``shutdown()``: the
+    pool made next would start with what the program was at the decoration)."""
+    global _early
+    with _early_lock:
+        link, _early = _early, None
+    if link is not None:
+        link.close()
+
+
 def _forget_early_in_child() -> None:  # a fork of the caller must not adopt its zygote
-    global _early, _early_lock
+    global _early, _early_lock, _early_started
     _early = None
+    _early_started = False
     _early_lock = threading.Lock()
 
 

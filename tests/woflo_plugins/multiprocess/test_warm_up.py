@@ -11,11 +11,13 @@ from pathlib import Path
 from tests.woflo_plugins.multiprocess._support import run_script
 
 
-def output_of(tmp_path: Path, source: str, env: dict[str, str] | None = None) -> list[str]:
+def output_of(
+    tmp_path: Path, source: str, env: dict[str, str] | None = None, flags: tuple[str, ...] = ()
+) -> list[str]:
     """The lines a script of ``source`` printed; it must have exited cleanly and quietly."""
     script = tmp_path / "script.py"
     script.write_text(source)
-    proc = run_script(script, env=env)
+    proc = run_script(script, env=env, flags=flags)
     assert (proc.returncode, proc.stderr) == (0, "")
     return proc.stdout.splitlines()
 
@@ -55,14 +57,18 @@ def zygotes(thread=None):  # the zygote processes this program's threads (or one
     threads = [thread] if thread else os.listdir(f"/proc/{me}/task")
     found = []
     for tid in threads:
-        with open(f"/proc/{me}/task/{tid}/children") as listing:
-            for child in listing.read().split():
-                try:
-                    with open(f"/proc/{child}/cmdline", "rb") as cmdline:
-                        if b"_zygote" in cmdline.read():
-                            found.append(int(child))
-                except OSError:
-                    pass
+        try:
+            with open(f"/proc/{me}/task/{tid}/children") as listing:
+                children = listing.read().split()
+        except OSError:  # (a thread that ended since)
+            continue
+        for child in children:
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    if b"_zygote" in cmdline.read():
+                        found.append(int(child))
+            except OSError:
+                pass
     return found
 """
 
@@ -84,6 +90,71 @@ def test_the_decoration_has_started_the_zygote_when_it_returns(tmp_path: Path) -
         "42",
         "the pool adopted it: True",
     ]
+
+
+def test_decorations_while_the_pool_starts_start_no_second_zygote(tmp_path: Path) -> None:
+    """A script decorating many tasks: those decorated while the first pool starts (after it
+    adopted the zygote, before it was known as the pool) started a second zygote that no pool
+    adopted, left running until the exit (a ResourceWarning in dev mode; 10 runs in 20)."""
+    for _ in range(3):
+        assert output_of(
+            tmp_path,
+            ZYGOTES
+            + "from woflo import task\n\ndef double(x):\n    return 2 * x\n\n"
+            + "tasks = [task(double, name=f'double{i}') for i in range(300)]\n"
+            + "print(tasks[0](21).get_result(timeout=20))\n"
+            + "import woflo_plugins.multiprocess as mp\n"
+            + "print('one zygote:', zygotes() == [mp.status().zygote_pid])\n",
+            flags=("-X", "dev"),
+        ) == ["42", "one zygote: True"]
+
+
+def test_a_decoration_while_another_thread_makes_the_pool_starts_no_second_zygote(
+    tmp_path: Path,
+) -> None:
+    """The pool made by another thread's call took no early zygote (none was started yet):
+    the main thread's decoration meanwhile must not start one that no pool adopts (9 rounds in
+    60 did, before: it stayed, and the pool after the next shutdown took it, stale)."""
+    assert output_of(
+        tmp_path,
+        ZYGOTES
+        + "import sys, threading, time\nfrom woflo import task\n"
+        + "import woflo_plugins.multiprocess as mp\n"
+        + "sys.setswitchinterval(1e-6)\n\n@task\ndef double(x):\n    return 2 * x\n\n"
+        + "double(1).get_result(timeout=20)\nextra = 0\n"
+        + "for _ in range(25):\n"
+        + "    mp.shutdown()\n"
+        + "    thread = threading.Thread(target=lambda: double(2).wait(20))\n"
+        + "    thread.start()\n"
+        + "    other = task(lambda x: x, name='other')\n"
+        + "    thread.join()\n"
+        + "    status = mp.status()\n"
+        + "    extra += any(z != status.zygote_pid for z in zygotes())\n"
+        + "print('rounds with a second zygote:', extra)\n",
+    ) == ["rounds with a second zygote: 0"]
+
+
+def test_a_child_forked_right_after_a_decoration_runs_tasks(tmp_path: Path) -> None:
+    """The pool's modules are imported by the decorating thread: a child forked while the
+    warm-up thread imported them copied a module's import lock held by a thread it does not
+    have, and its first call waited for it for ever (2 runs in 4 of this script)."""
+    for _ in range(4):  # (the fork has to come while the warm-up thread imports: 2 in 4 did)
+        assert output_of(
+            tmp_path,
+            "import os, select, signal, warnings\n"
+            + "warnings.simplefilter('ignore', DeprecationWarning)  # (fork() with threads)\n"
+            + "from woflo import task\n\n@task\ndef double(x):\n    return 2 * x\n\n"
+            + "pid = os.fork()\n"
+            + "if pid == 0:\n"
+            + "    print('child:', double(21).get_result(timeout=20), flush=True)\n"
+            + "    os._exit(0)\n"
+            + "ended = select.select([os.pidfd_open(pid)], [], [], 10)[0]\n"
+            + "if not ended:\n"
+            + "    print('the child hangs', flush=True)\n"
+            + "    os.kill(pid, signal.SIGKILL)\n"
+            + "os.waitpid(pid, 0)\n"
+            + "print('parent:', double(21).get_result(timeout=20))\n",
+        ) == ["child: 42", "parent: 42"]
 
 
 def test_a_task_decorated_in_a_thread_that_ends_still_runs(tmp_path: Path) -> None:
