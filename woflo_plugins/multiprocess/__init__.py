@@ -232,8 +232,9 @@ class MultiprocessTaskRun(BaseTaskRun[R]):
 
     @classmethod
     def warm_up(cls) -> None:
-        """Start the pool (its zygote) in the background: a task decorated in a script's main
-        module is about to be called, and the first call then finds it starting or ready."""
+        """Start the pool: a task decorated in a script's main module is about to be called,
+        and the first call then finds it starting or ready. The zygote starts now (from the
+        main thread; from another, with the pool), the pool and one worker in the background."""
         if _the_pool is None:
             try:
                 _settings()
