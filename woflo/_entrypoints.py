@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["Found", "entry_points"]
@@ -81,73 +81,82 @@ def entry_points(group: str) -> list[Found]:
     return found if found is not None else _from_importlib(group)
 
 
+class _HandOver(Exception):
+    """The layout, or a file, is not the plain one: importlib.metadata answers."""
+
+
 def _plain(group: str) -> list[Found] | None:
-    """The entry points, read directly; ``None`` where the layout is not the plain one, or a
-    file is not what it should be: ``importlib.metadata`` then answers."""
+    """The entry points, read directly; ``None`` where the layout or a file is not the plain
+    one (importlib.metadata then answers)."""
+    try:
+        return _scan(group)
+    except _HandOver:
+        return None
+
+
+def _scan(group: str) -> list[Found]:
     from importlib.machinery import PathFinder
 
     if PathFinder not in sys.meta_path:
-        return None  # (importlib.metadata finds nothing then, or another finder's)
+        raise _HandOver  # (importlib.metadata finds nothing then, or another finder's)
     for finder in sys.meta_path:
         if finder is PathFinder or getattr(finder, "find_distributions", None) is None:
             continue
         kind = type(finder)
         if (kind.__module__, kind.__name__) != ("importlib_metadata", "MetadataPathFinder"):
-            return None  # (the backport's, which dask imports, reads sys.path the same way)
-    seen: set[str] = set()
+            raise _HandOver  # (the backport's, which dask imports, reads sys.path the same way)
     found: list[Found] = []
+    for directory in _distributions():
+        text = _read(directory, "entry_points.txt")
+        pairs = _pairs(text, group) if text else ()
+        if pairs:
+            name, version = _name_and_version(directory)
+            found.extend(Found(n, v, name, version) for n, v in pairs)
+    return found
+
+
+def _distributions() -> Iterator[str]:
+    """The ``*.dist-info`` and ``*.egg-info`` directories on ``sys.path``, in its order, the
+    first of each normalized name only."""
+    seen: set[str] = set()
     for entry in sys.path:
         if not isinstance(entry, str) or entry.lower().endswith(".egg"):
-            return None
+            raise _HandOver
         try:
             children = os.listdir(entry or ".")
         except NotADirectoryError:
-            return None  # a zip archive: importlib.metadata reads inside it
+            raise _HandOver from None  # a zip archive: importlib.metadata reads inside it
         except OSError:
             continue  # missing or unreadable: importlib.metadata finds nothing there either
         for child in children:
             stem, dot, extension = child.rpartition(".")
             if not dot or extension not in ("dist-info", "egg-info"):
                 if child.lower().endswith((".dist-info", ".egg-info")):
-                    return None  # (an upper-case suffix: named by its metadata there)
+                    raise _HandOver  # (an upper-case suffix: named by its metadata there)
                 continue
             name = stem.partition("-")[0]
             if not name:
-                return None  # (named by its metadata there)
+                raise _HandOver  # (named by its metadata there)
             normalized = _SEPARATORS.sub("_", name).lower()
-            if normalized in seen:
-                continue
-            seen.add(normalized)
-            directory = os.path.join(entry, child)
-            text = _read(directory, "entry_points.txt")
-            if text is None:
-                return None
-            if not text:
-                continue
-            pairs = _pairs(text, group)
-            if pairs is None:
-                return None
-            if pairs:
-                identity = _name_and_version(directory)
-                if identity is None:
-                    return None
-                found.extend(Found(n, v, *identity) for n, v in pairs)
-    return found
+            if normalized not in seen:
+                seen.add(normalized)
+                yield os.path.join(entry, child)
 
 
-def _read(directory: str, filename: str) -> str | None:
+def _read(directory: str, filename: str) -> str:
+    """The file's text; ``""`` where importlib.metadata reads no file."""
     try:
         with open(os.path.join(directory, filename), encoding="utf-8") as file:
             return file.read()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
-        return ""  # (what importlib.metadata reads as no file)
+        return ""
     except (OSError, ValueError):
-        return None
+        raise _HandOver from None  # (it raises: let it say so)
 
 
-def _pairs(text: str, group: str) -> list[tuple[str, str]] | None:
-    """``(name, value)`` of ``group``'s section(s); ``None`` for a line importlib.metadata
-    cannot parse (it raises: let it say so)."""
+def _pairs(text: str, group: str) -> list[tuple[str, str]]:
+    """``(name, value)`` of ``group``'s section(s) (:class:`_HandOver` for a line that
+    importlib.metadata cannot parse: it raises, and says so)."""
     section = None
     pairs: list[tuple[str, str]] = []
     for line in map(str.strip, text.splitlines()):
@@ -160,25 +169,21 @@ def _pairs(text: str, group: str) -> list[tuple[str, str]] | None:
             continue
         name, equals, value = line.partition("=")
         if not equals:
-            return None
+            raise _HandOver
         if section == group:
             pairs.append((name.strip(), value.strip()))
     return pairs
 
 
-def _name_and_version(directory: str) -> tuple[str | None, str | None] | None:
+def _name_and_version(directory: str) -> tuple[str | None, str | None]:
     """The ``Name`` and ``Version`` headers of the distribution's metadata (``METADATA``, else
-    ``PKG-INFO``), the first of each, as the ``email`` parser reads them; ``None`` for a file
-    that is not read or not written the plain way (every header on a line of its own, its
-    name printable ASCII, ``\\n`` line ends): importlib.metadata then reads it."""
-    text = _read(directory, "METADATA")
-    if text == "":
-        text = _read(directory, "PKG-INFO")
-    if text is None:
-        return None
+    ``PKG-INFO``), the first of each, as the ``email`` parser reads them (:class:`_HandOver`
+    for a file not written the plain way: every header on a line of its own, its name
+    printable ASCII, ``\\n`` line ends)."""
+    text = _read(directory, "METADATA") or _read(directory, "PKG-INFO")
     head = text.partition("\n\n")[0]
     if head.startswith(("\ufeff", "From ")) or _ODD_BREAKS.search(head):
-        return None
+        raise _HandOver
     headers: dict[str, str] = {}
     kept = False  # (the line before was the Name or Version kept)
     for line in head.split("\n"):
@@ -186,11 +191,11 @@ def _name_and_version(directory: str) -> tuple[str | None, str | None] | None:
             break  # (the end of the headers: a file that starts with a blank line has none)
         if line[0] in " \t":
             if kept:
-                return None  # (a folded Name or Version)
+                raise _HandOver  # (a folded Name or Version)
             continue
         match = _HEADER.match(line)
         if match is None:
-            return None
+            raise _HandOver
         key = match.group(1).lower()
         kept = key in ("name", "version") and key not in headers
         if kept:

@@ -153,14 +153,11 @@ class PluginSystem:
 
         Skips scanning installed distributions, so a worker starts without ``importlib.metadata``.
         """
-        import importlib
+        from woflo._entrypoints import Found
 
         system = cls.empty()
         for name, value, distribution, version in manifest:
-            module, _, attr = value.partition(":")
-            plugin: Any = importlib.import_module(module)
-            for part in filter(None, attr.split(".")):
-                plugin = getattr(plugin, part)
+            plugin = Found(name, value, distribution, version).load()  # (as the caller did)
             system.add(
                 plugin, name=name, distribution=distribution, version=version, entry_point=value
             )

@@ -113,10 +113,7 @@ def start_early() -> None:
 def adopt() -> ZygoteLink:
     """The zygote :func:`start_early` started, if it is still up, else a new one. Either way
     no early start comes after it: a decoration meanwhile would start one no pool adopts."""
-    global _early, _early_started
-    with _early_lock:
-        link, _early = _early, None
-        _early_started = True
+    link = _take_early(last=True)
     if link is not None:
         if link.process.poll() is None:
             return link
@@ -127,11 +124,18 @@ def adopt() -> ZygoteLink:
 def discard_early() -> None:
     """Stop the zygote :func:`start_early` started if no pool adopted it (``shutdown()``: the
     pool made next would start with what the program was at the decoration)."""
-    global _early
-    with _early_lock:
-        link, _early = _early, None
+    link = _take_early(last=False)
     if link is not None:
         link.close()
+
+
+def _take_early(last: bool) -> ZygoteLink | None:
+    """The zygote started early, if no pool took it yet (``last``: none starts after)."""
+    global _early, _early_started
+    with _early_lock:
+        link, _early = _early, None
+        _early_started = _early_started or last
+    return link
 
 
 def _forget_early_in_child() -> None:  # a fork of the caller must not adopt its zygote
