@@ -4,6 +4,7 @@ the rules the core enforces whatever plugins are installed."""
 from __future__ import annotations
 
 import ast
+import gc
 import inspect
 import os
 import subprocess
@@ -259,9 +260,24 @@ def test_every_public_error_is_importable_from_woflo_errors() -> None:
 # ---- the core's shape --------------------------------------------------------------------------
 
 
+def _parse(path: Path) -> ast.Module:
+    """``ast.parse`` with the garbage collector held off. On CPython 3.11 a collection during
+    it can run Python (a finalizer) and so let another thread in, whose own parse (3.11's
+    traceback carets parse a line: a run that failed in an earlier test's thread) breaks the
+    AST builder's shared depth count: "SystemError: AST constructor recursion depth
+    mismatch" (python/cpython#106905; 1 run of tests/woflo in 4 once)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _runtime_imports(path: Path, package: str) -> set[str]:
     """The ``woflo`` modules ``path`` imports when it runs (``if TYPE_CHECKING:`` left out)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _parse(path)
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -342,7 +358,7 @@ def test_no_module_reaches_into_another_modules_private_attributes() -> None:
     offenders = []
     for folder in ("woflo", "woflo_plugins"):
         for path in (ROOT / folder).rglob("*.py"):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            tree = _parse(path)
             own = _own_private_names(tree)
             for node in ast.walk(tree):
                 if (
